@@ -92,6 +92,16 @@ def astronaut_frames(n_frames: int, size: tuple[int, int] = (288, 360), drift: b
     return np.stack(frames)
 
 
+def astronaut_matrix(index: int, n_frames: int, drift: bool = True) -> np.ndarray:
+    """The (2, 3) map from photo to frame pixels of `astronaut_frames(n_frames, ..., drift)[index]`.
+
+    Lets tests say where a point of the photo (e.g. the mouth) lies in each frame.
+    """
+    phase = index / max(1, n_frames - 1) if drift else 0.0
+    scale = 0.75 + 0.1 * phase
+    return np.array([[scale, 0, 20 * phase - 60], [0, scale, 10 * phase - 20]])
+
+
 def tone(seconds: float, start: float, length: float, frequency: float = 1000.0) -> np.ndarray:
     """Silence of `seconds` with a sine burst from `start` lasting `length` seconds (16 kHz)."""
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
