@@ -1,0 +1,88 @@
+"""Temporal blocks: residual layers over (batch, frames, width) sequences that ignore padding.
+
+Every block maps `(x, lengths) -> y` of the same shape, where `lengths` counts each clip's
+valid frames, and returns zeros at padded frames. A clip's outputs therefore do not depend
+on how much padding its batch adds, as long as padded inputs are zero too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from models.config import ModelConfig
+
+# Hidden width of a conv block's pointwise layers, per model width: 2 gives a conv block
+# about 4 d^2 parameters, close to a bidirectional GRU block's 4.5 d^2, so the default
+# widths in `models.config` balance the kinds for either block.
+CONV_EXPANSION = 2
+
+
+def padding_mask(lengths: Tensor, frames: int) -> Tensor:
+    """(batch, frames) bool, True at each clip's first `lengths` frames."""
+    return torch.arange(frames, device=lengths.device) < lengths[:, None]
+
+
+def zero_padding(x: Tensor, lengths: Tensor) -> Tensor:
+    """`x` (batch, frames, ...) with every frame past its clip's length set to zero."""
+    padded = ~padding_mask(lengths, x.shape[1])
+    return x.masked_fill(padded.reshape(*padded.shape, *[1] * (x.dim() - 2)), 0)
+
+
+class ConvBlock(nn.Module):
+    """Residual depthwise-separable convolution over time (a 1-D ConvNeXt block): local context.
+
+    y = x + Dropout(Linear(GELU(Linear(LayerNorm(DepthwiseConv(x)))))). The convolution
+    reads `x` first, so zeroed padding looks to it exactly like its own zero padding.
+    """
+
+    def __init__(self, d_model: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, padding="same", groups=d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise = nn.Sequential(
+            nn.Linear(d_model, CONV_EXPANSION * d_model),
+            nn.GELU(),
+            nn.Linear(CONV_EXPANSION * d_model, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        mixed = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
+        return zero_padding(x + self.pointwise(self.norm(mixed)), lengths)
+
+
+class GRUBlock(nn.Module):
+    """Residual bidirectional GRU, d/2 per direction: context from the whole clip.
+
+    y = x + Dropout(BiGRU(LayerNorm(x))), run on packed sequences so the backward direction
+    starts at each clip's last valid frame instead of reading the padding.
+    """
+
+    def __init__(self, d_model: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.gru = nn.GRU(d_model, d_model // 2, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        packed = pack_padded_sequence(
+            self.norm(x), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        output, _ = pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, total_length=x.shape[1]
+        )
+        return zero_padding(x + self.dropout(output), lengths)
+
+
+def build_block(config: ModelConfig) -> nn.Module:
+    """A new temporal block of `config.block` kind and `config.d_model` width."""
+    if config.block == "conv":
+        return ConvBlock(config.d_model, config.kernel_size, config.dropout)
+    return GRUBlock(config.d_model, config.dropout)
+
+
+def build_stack(config: ModelConfig) -> nn.ModuleList:
+    """`config.levels` new blocks: one stream, or the shared layers of DMF."""
+    return nn.ModuleList(build_block(config) for _ in range(config.levels))

@@ -1,0 +1,127 @@
+"""Front ends: raw inputs of each modality to one feature vector per video frame (25 per second).
+
+Both map their input and the clips' lengths in video frames to (batch, frames, d_model),
+zero at padded frames, so the temporal blocks above them see one step per 40 ms.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+from torch import Tensor, nn
+
+from models.blocks import padding_mask, zero_padding
+from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
+
+AUDIO_STRIDE = 2  # log-mel frames per output step of each audio convolution
+AUDIO_CONVS = 2  # convolutions: stride 2 twice takes 100 log-mel frames/s to 25 steps/s
+assert AUDIO_STRIDE**AUDIO_CONVS == AUDIO_FRAMES_PER_VIDEO_FRAME
+AUDIO_KERNEL = 3  # log-mel frames (30 ms) seen by the first convolution
+
+STEM_KERNEL = (5, 7, 7)  # (frames, pixels, pixels): 200 ms of lip motion per output
+STEM_STRIDE = (1, 2, 2)  # keep every frame, halve the image side
+STEM_PADDING = tuple(k // 2 for k in STEM_KERNEL)  # same number of frames out as in
+STD_EPS = 1e-5  # guards the standard deviation of a blank (constant) clip
+
+
+class AudioFrontEnd(nn.Module):
+    """Log-mel (batch, 4T, N_MELS) -> (batch, T, d_model) through two stride-2 convolutions."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        widths = [N_MELS] + [d_model] * AUDIO_CONVS
+        self.convs = nn.ModuleList(
+            nn.Conv1d(c_in, c_out, AUDIO_KERNEL, AUDIO_STRIDE, padding=AUDIO_KERNEL // 2)
+            for c_in, c_out in pairwise(widths)
+        )
+
+    def forward(self, mel: Tensor, lengths: Tensor, frames: int) -> Tensor:
+        """`mel` is zero-padded or trimmed to `frames` video frames first, so T == frames.
+
+        Log-mel frames past a clip's length are zeroed, so they cannot reach its last steps.
+        """
+        n_mel = frames * AUDIO_FRAMES_PER_VIDEO_FRAME
+        mel = F.pad(mel[:, :n_mel], (0, 0, 0, max(0, n_mel - mel.shape[1])))
+        x = zero_padding(mel, lengths * AUDIO_FRAMES_PER_VIDEO_FRAME).transpose(1, 2)
+        for conv in self.convs:
+            x = F.gelu(conv(x))
+        return zero_padding(x.transpose(1, 2), lengths)
+
+
+class BasicBlock(nn.Module):
+    """The ResNet-18 residual block: two 3x3 convolutions, a projection when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class VisualFrontEnd(nn.Module):
+    """Grayscale mouth crops (batch, T, H, W) in [0, 1] -> (batch, T, d_model).
+
+    A spatio-temporal Conv3d stem sees 5 frames of lip motion; the rest is a per-frame
+    ResNet (one BasicBlock per stage, stride 2 at stages 2 and 3), global average pool and
+    a linear projection. Everything after the stem convolution is per frame, so it runs on
+    valid frames only: padding costs no compute and never enters batch-norm statistics
+    (BatchNorm2d and MaxPool2d on frames equal the BatchNorm3d and MaxPool3d((1, 3, 3))
+    of the usual lip-reading stem).
+    """
+
+    def __init__(self, d_model: int, crop_size: int, channels: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.crop_size = crop_size
+        stem = channels[0]
+        self.stem = nn.Conv3d(1, stem, STEM_KERNEL, STEM_STRIDE, STEM_PADDING, bias=False)
+        self.trunk = nn.Sequential(
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            BasicBlock(stem, channels[0], stride=1),
+            BasicBlock(channels[0], channels[1], stride=2),
+            BasicBlock(channels[1], channels[2], stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels[2], d_model),
+        )
+
+    def forward(self, video: Tensor, lengths: Tensor) -> Tensor:
+        batch, frames, height, width = video.shape
+        if (height, width) != (self.crop_size, self.crop_size):
+            raise ValueError(
+                f"mouth crops are {height}x{width}, the model reads "
+                f"{self.crop_size}x{self.crop_size}"
+            )
+        valid = padding_mask(lengths, frames)
+        x = self.stem(standardize(video, lengths).unsqueeze(1))  # (batch, C, T, H', W')
+        features = self.trunk(x.transpose(1, 2)[valid])  # (valid frames, d_model)
+        out = features.new_zeros(batch, frames, features.shape[-1])
+        out[valid] = features
+        return out
+
+
+def standardize(video: Tensor, lengths: Tensor) -> Tensor:
+    """Each clip to zero mean and unit variance over its valid frames; padded frames to zero.
+
+    Per clip rather than with dataset statistics, so lighting and skin tone of unseen
+    speakers matter less; padding neither enters the statistics nor leaves a trace.
+    """
+    video = zero_padding(video, lengths)
+    pixels = (lengths * video.shape[2] * video.shape[3]).clamp(min=1).to(video.dtype)
+    mean = video.sum(dim=(1, 2, 3)) / pixels
+    centred = zero_padding(video - mean[:, None, None, None], lengths)
+    std = torch.sqrt(centred.square().sum(dim=(1, 2, 3)) / pixels + STD_EPS)
+    return centred / std[:, None, None, None]

@@ -1,0 +1,29 @@
+"""Small models and inputs that keep the model tests fast on a CPU."""
+
+from __future__ import annotations
+
+import torch
+
+from models.config import ModelConfig
+from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
+
+CROP = 16  # pixels: mouth crop side of the tiny models
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A model of the real structure at a fraction of the width and depth."""
+    settings = dict(d_model=32, levels=2, dropout=0.0, crop_size=CROP, visual_channels=(8, 16, 32))
+    return ModelConfig(**(settings | overrides))
+
+
+def random_inputs(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """(audio, video, lengths) for a batch padded to its longest clip, padding random too.
+
+    The padding is noise rather than zeros, so a test can tell whether a model ignores it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    frames = max(lengths)
+    audio = torch.randn(len(lengths), frames * AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS,
+                        generator=generator)
+    video = torch.rand(len(lengths), frames, CROP, CROP, generator=generator)
+    return audio, video, torch.tensor(lengths)

@@ -1,0 +1,94 @@
+"""The networks: output shapes and lengths, padding independence, which heads run, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.config import BLOCKS, KINDS, supported_modalities
+from models.dmf import build_model
+from models.loss import ctc_loss
+from models.tokenizer import VOCAB_SIZE
+from tests.models.helpers import random_inputs, tiny_config
+
+KIND_BLOCKS = [(kind, block) for kind in KINDS for block in BLOCKS]
+
+
+@pytest.mark.parametrize(("kind", "block"), KIND_BLOCKS)
+@pytest.mark.parametrize("lengths", [[7], [9, 5]])
+def test_one_output_step_per_video_frame(kind: str, block: str, lengths: list[int]) -> None:
+    model = build_model(tiny_config(kind=kind, block=block)).eval()
+    audio, video, lengths_t = random_inputs(lengths)
+    with torch.no_grad():
+        out = model(audio, video, lengths_t)
+    assert tuple(out) == supported_modalities(kind)
+    for log_probs in out.values():
+        assert log_probs.shape == (len(lengths), max(lengths), VOCAB_SIZE)
+        assert torch.allclose(log_probs.exp().sum(-1), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "block"), KIND_BLOCKS)
+def test_padding_does_not_change_a_clip(kind: str, block: str) -> None:
+    """The short clip of a batch gives the same outputs alone, though its padding is noise."""
+    model = build_model(tiny_config(kind=kind, block=block)).eval()
+    audio, video, lengths = random_inputs([9, 5])
+    with torch.no_grad():
+        batch = model(audio, video, lengths)
+        alone = model(audio[1:, : 5 * 4], video[1:, :5], lengths[1:])
+    for name, log_probs in alone.items():
+        torch.testing.assert_close(batch[name][1, :5], log_probs[0], atol=1e-5, rtol=1e-4)
+
+
+def test_missing_stream_leaves_out_the_heads_that_need_it() -> None:
+    model = build_model(tiny_config()).eval()
+    audio, video, lengths = random_inputs([6, 4])
+    with torch.no_grad():
+        audio_only = model(audio, None, lengths)
+        video_only = model(None, video, lengths)
+        both = model(audio, video, lengths)
+    assert set(audio_only) == {"audio"} and set(video_only) == {"video"}
+    # The streams do not depend on each other: only the shared layers mix them.
+    torch.testing.assert_close(audio_only["audio"], both["audio"])
+    torch.testing.assert_close(video_only["video"], both["video"])
+
+
+def test_audio_sets_the_length_without_video() -> None:
+    """Without video, T is the log-mel frames / 4 rounded up (the last step zero-padded)."""
+    model = build_model(tiny_config(kind="audio")).eval()
+    audio, _, _ = random_inputs([6])
+    out = model(audio[:, :-2], None, torch.tensor([6]))
+    assert out["audio"].shape == (1, 6, VOCAB_SIZE)
+
+
+def test_fusion_needs_both_streams() -> None:
+    model = build_model(tiny_config(kind="early"))
+    audio, _, lengths = random_inputs([5])
+    with pytest.raises(ValueError, match="needs audio and video"):
+        model(audio, None, lengths)
+
+
+def test_wrong_crop_size_is_refused() -> None:
+    model = build_model(tiny_config(kind="video"))
+    with pytest.raises(ValueError, match="16x16"):
+        model(None, torch.rand(1, 5, 20, 20), torch.tensor([5]))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_fused_loss_reaches_every_level_and_both_streams(block: str) -> None:
+    """The "av" loss alone trains front ends, streams, every fusion input and shared block."""
+    config = tiny_config(block=block)
+    model = build_model(config).train()
+    audio, video, lengths = random_inputs([9, 5])
+    targets = torch.tensor([[3, 4, 5], [6, 7, 0]])
+    ctc_loss(model(audio, video, lengths)["av"], lengths, targets, torch.tensor([3, 2])).backward()
+    for name, parameter in model.named_parameters():
+        if name.startswith(("heads.audio.", "heads.video.")):
+            assert parameter.grad is None, name
+        else:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    # Wa_l, Wv_l and (above level 1) Ws_l are column blocks of one fusion matrix each.
+    for level, fusion in enumerate(model.fusions):
+        n_inputs = 2 if level == 0 else 3
+        blocks = fusion.proj.weight.grad.split(config.d_model, dim=1)
+        assert len(blocks) == n_inputs
+        assert all(block_grad.abs().sum() > 0 for block_grad in blocks), level
