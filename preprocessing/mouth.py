@@ -12,7 +12,9 @@ Landmarks are in pixels with (0, 0) at the centre of the top-left pixel, as in O
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,9 @@ import mediapipe as mp
 import numpy as np
 
 from preprocessing.errors import NoFaceError
+
+# protobuf warns on every frame MediaPipe 0.10.14 decodes, about an API its own code uses
+warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 
 # Side in pixels of the stored grayscale crop. The model random-crops 56 px for training
 # and centre-crops 56 px at test. The literature uses 88x88 crops, but a model trained on
@@ -65,6 +70,21 @@ _CROP_CORNERS = np.array(
 )
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: MediaPipe's C++ set-up logs (TF Lite delegate,
+    feedback tensors) on every tracker start, burying progress bars and real errors."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @dataclass(frozen=True)
 class MouthTrack:
     """The mouth crops of one clip, with the landmarks and transforms that made them."""
@@ -84,13 +104,14 @@ class MouthTracker:
     """
 
     def __init__(self, max_faces: int = MAX_FACES) -> None:
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False,
-            max_num_faces=max_faces,
-            refine_landmarks=False,  # the iris landmarks it adds cost time and say nothing of lips
-            min_detection_confidence=DETECTION_CONFIDENCE,
-            min_tracking_confidence=TRACKING_CONFIDENCE,
-        )
+        with _native_stderr_silenced():
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False,
+                max_num_faces=max_faces,
+                refine_landmarks=False,  # iris landmarks cost time and say nothing of lips
+                min_detection_confidence=DETECTION_CONFIDENCE,
+                min_tracking_confidence=TRACKING_CONFIDENCE,
+            )
 
     def update(self, rgb: np.ndarray) -> np.ndarray | None:
         """Landmarks (468, 2) float32 in pixels of the next frame's face, or None if none found.
@@ -98,7 +119,8 @@ class MouthTracker:
         With several faces (max_faces > 1) it returns the largest, by the area of its
         landmarks' bounding box: the speaker is usually the face nearest the camera.
         """
-        faces = self._mesh.process(np.ascontiguousarray(rgb)).multi_face_landmarks
+        with _native_stderr_silenced():  # the graph logs as it starts its models, lazily
+            faces = self._mesh.process(np.ascontiguousarray(rgb)).multi_face_landmarks
         if not faces:
             return None
         points = [np.array([(p.x, p.y) for p in face.landmark], np.float32) for face in faces]
@@ -109,7 +131,8 @@ class MouthTracker:
 
     def close(self) -> None:
         """Free the mesh's graph."""
-        self._mesh.close()
+        with _native_stderr_silenced():
+            self._mesh.close()
 
     def __enter__(self) -> MouthTracker:
         return self
