@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from avsr.train import add_train_arguments, main_from_args
 from data.manifest import ManifestError, read_manifest
-from preprocessing.cache import build_cache, default_cache_dir
+from preprocessing.cache import NotCachedError, build_cache, default_cache_dir
 from preprocessing.errors import InputError
 from preprocessing.mouth import preview, save_png, track_mouth
 from preprocessing.video import iter_frames
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--preview", nargs=2, type=Path, metavar=("VIDEO", "OUT.png"),
                       help="instead: save VIDEO's mouth crops and landmarks as a PNG to check")
     prep.set_defaults(run=_preprocess, parser=prep)  # its own parser, for its usage errors
+    _add_train_parser(commands)
     return parser
 
 
@@ -89,6 +91,26 @@ def _save_preview(video: Path, out: Path) -> None:
     frame = next(islice(iter_frames(video), index, None)).rgb
     save_png(out, preview(track, frame, index))
     print(f"{out}: frame {index} and {len(track.crops)} mouth crops")
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a model on a manifest's cached clips",
+        description="Train a model of --kind on MANIFEST's clips (from the cache of `avsr preprocess`), "
+        "with noise and modality dropout; checkpoints, logs and curves go to RUN_DIR every epoch. "
+        "For several processes: torchrun --nproc_per_node N --no-python avsr train ...",
+    )
+    add_train_arguments(train)
+    train.set_defaults(run=_train, parser=train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    try:
+        return main_from_args(args)
+    except NotCachedError as error:
+        print(f"avsr: error: {error}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

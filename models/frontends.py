@@ -99,6 +99,19 @@ class VisualFrontEnd(nn.Module):
         )
 
     def forward(self, video: Tensor, lengths: Tensor) -> Tensor:
+        """Crops (batch, T, H, W), or their `pooled` features (batch, T, channels[-1]).
+
+        Precomputed features let a frozen stem and trunk be run once per clip, not per step;
+        either way the result is the same (batch, T, d_model), zero at padded frames.
+        """
+        pooled = self.pooled(video, lengths) if video.dim() == 4 else video
+        return zero_padding(self.trunk[-1](pooled), lengths)
+
+    def pooled(self, video: Tensor, lengths: Tensor) -> Tensor:
+        """The trunk's pooled features (batch, T, channels[-1]) of crops (batch, T, H, W).
+
+        Taken before the final projection and zero at padded frames; `forward` accepts them.
+        """
         batch, frames, height, width = video.shape
         if (height, width) != (self.crop_size, self.crop_size):
             raise ValueError(
@@ -107,7 +120,7 @@ class VisualFrontEnd(nn.Module):
             )
         valid = padding_mask(lengths, frames)
         x = self.stem(standardize(video, lengths).unsqueeze(1))  # (batch, C, T, H', W')
-        features = self.trunk(x.transpose(1, 2)[valid])  # (valid frames, d_model)
+        features = self.trunk[:-1](x.transpose(1, 2)[valid])  # (valid frames, channels[-1])
         out = features.new_zeros(batch, frames, features.shape[-1])
         out[valid] = features
         return out

@@ -1,0 +1,103 @@
+"""Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, modality dropout.
+
+Every function draws from the generator it is given. Training seeds one per clip and epoch
+(`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
+and data-loader worker, and a resumed run sees exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from data.noise import BUILTIN_KINDS, NoiseSpec, add_noise
+
+Stream = Literal["audio", "video"]
+
+
+@dataclass
+class AugmentConfig:
+    """How training clips are perturbed; evaluation uses none of it."""
+
+    clean_prob: float = 0.25  # share of clips whose audio gets no noise
+    noise_kinds: tuple[str, ...] = BUILTIN_KINDS  # white, pink, babble: one drawn per noisy clip
+    snr_db: tuple[float, float] = (-10.0, 20.0)  # dB, whole-clip SNR drawn uniformly in this range
+    freq_masks: int = 2  # SpecAugment masks over mel bins, per clip
+    freq_mask_bins: int = 15  # widest frequency mask, in mel bins (of 80)
+    time_masks: int = 2  # SpecAugment masks over time, per clip
+    time_mask_frames: int = 20  # widest time mask, in log-mel frames (200 ms)
+    flip_prob: float = 0.5  # share of clips whose mouth crops are mirrored left-right
+    blank_audio_prob: float = 0.2  # fusion models: share of clips whose audio is blanked (zeros)
+    blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
+
+    def __post_init__(self) -> None:
+        self.noise_kinds = tuple(self.noise_kinds)
+        self.snr_db = tuple(self.snr_db)
+        if self.blank_audio_prob + self.blank_video_prob > 1:
+            raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
+
+
+def crop(mouths: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(T, S, S) crops -> (T, size, size): the same random window for every frame, or the centre.
+
+    A view of `mouths`, not a copy.
+    """
+    margin = mouths.shape[-1] - size
+    if margin < 0:
+        raise ValueError(f"mouth crops of {mouths.shape[-1]} px are smaller than the {size} px asked")
+    top, left = rng.integers(margin + 1, size=2) if rng is not None else (margin // 2, margin // 2)
+    return mouths[:, top : top + size, left : left + size]
+
+
+def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:
+    """Whether to mirror one clip's mouth crops."""
+    return bool(rng.random() < config.flip_prob)
+
+
+def noisy(
+    speech: np.ndarray,
+    rng: np.random.Generator,
+    config: AugmentConfig,
+    pool: Mapping[str, np.ndarray],
+    key: str,
+) -> np.ndarray:
+    """`speech` as it is (with `clean_prob`), else mixed with a random kind of noise at a random SNR.
+
+    `pool` holds the training clips' waveforms for babble; `key` is this clip's, never its own babble.
+    """
+    if rng.random() < config.clean_prob:
+        return speech
+    kind = config.noise_kinds[rng.integers(len(config.noise_kinds))]
+    spec = NoiseSpec(kind, float(rng.uniform(*config.snr_db)))
+    return add_noise(speech, spec, rng, pool=pool, exclude=key)
+
+
+def spec_augment(features: torch.Tensor, rng: np.random.Generator, config: AugmentConfig) -> torch.Tensor:
+    """(frames, mels) features with random bands of bins and spans of frames set to zero.
+
+    Zero is a normalised feature's mean, so a mask reads as an uninformative stretch.
+    """
+    masked = features.clone()
+    for axis, count, widest in (
+        (1, config.freq_masks, config.freq_mask_bins),
+        (0, config.time_masks, config.time_mask_frames),
+    ):
+        for _ in range(count):
+            width = int(rng.integers(min(widest, masked.shape[axis]) + 1))
+            start = int(rng.integers(masked.shape[axis] - width + 1))
+            masked.narrow(axis, start, width).zero_()
+    return masked
+
+
+def blanked_stream(rng: np.random.Generator, config: AugmentConfig) -> Stream | None:
+    """Modality dropout for one clip of a fusion model: the stream to blank, or None; never both."""
+    draw = rng.random()
+    if draw < config.blank_audio_prob:
+        return "audio"
+    if draw < config.blank_audio_prob + config.blank_video_prob:
+        return "video"
+    return None

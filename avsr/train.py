@@ -1,0 +1,739 @@
+"""`avsr train`: fit a model of any kind to a manifest's cached clips, robust to noise.
+
+Every epoch visits each training clip once in a seeded random order, augmented (`avsr.augment`:
+crop and flip, noise, SpecAugment, and for fusion models modality dropout), and minimises the
+CTC loss of the model's main head plus `aux_weight` times that of each auxiliary head; then
+the dev split is decoded greedily and scored (WER). RUN_DIR receives, every epoch:
+
+    last.pt     all it takes to resume: model, optimiser, schedule, RNG states, history
+    best.pt     the model of the lowest dev WER so far, a `models.checkpoint` file
+    log.csv, tb/, curves.png    training loss and dev WERs by epoch
+
+One process, or one per device under `torchrun --nproc_per_node N` (DDP: each process trains
+on a disjoint shard of every epoch; the first one evaluates and writes). With `--init-visual`,
+the visual stem and trunk come from a trained model and stay frozen; their pooled features are
+computed once per clip (centre crop and its mirror image), so a step costs only the audio
+front end and the temporal blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from avsr.augment import AugmentConfig, blanked_stream, crop, draw_flip, noisy, spec_augment
+from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
+from data.manifest import Utterance, atomic_write, read_manifest
+from data.noise import BABBLE, NoiseSpec, add_noise, condition_rng
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.config import BLOCKS, KINDS, BlockKind, Kind, Modality, ModelConfig, supported_modalities
+from models.decoding import greedy_decode
+from models.dmf import AVSRModel, build_model, count_parameters
+from models.frontends import VisualFrontEnd
+from models.tokenizer import BLANK, encode, normalize
+from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS, features
+from preprocessing.cache import default_cache_dir, load_clip
+
+LAST = "last.pt"  # RUN_DIR file to resume from
+BEST = "best.pt"  # RUN_DIR file with the best model, for `models.checkpoint.load_checkpoint`
+LOG = "log.csv"
+CURVES = "curves.png"
+TENSORBOARD = "tb"
+PIXEL_MAX = 255  # uint8 mouth crops are scaled by this into the model's [0, 1]
+DEV_NOISE = NoiseSpec(BABBLE, 0.0)  # the noisy dev condition: babble at 0 dB SNR
+GRID_CREDIT = (
+    "trained on the GRID corpus (CC BY 4.0): M. Cooke, J. Barker, S. Cunningham, X. Shao, "
+    "JASA 120(5), 2006"
+)
+# bf16 autocast on the CPU, by block: measured on a 2-core AMD EPYC with avx512_bf16 (batches
+# of 16 3-s clips), it trains conv models 1.6-1.9x faster (video 1.0 vs 1.8 s per step, dmf on
+# precomputed visual features 0.19 vs 0.30 s) but GRU models 1.2x slower.
+CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting that shapes a training run; `to_dict()` holds only plain types."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 30
+    batch_size: int = 16  # clips per optimiser step, over all processes
+    lr: float = 1e-3  # peak learning rate, after the warm-up
+    warmup_epochs: float = 2.0  # linear warm-up from 0, then cosine decay to 0 at the last step
+    weight_decay: float = 1e-2  # AdamW's, on weight matrices (not biases or norms)
+    grad_clip: float = 5.0  # largest gradient norm, over all parameters
+    aux_weight: float = 0.5  # loss weight of each auxiliary head ("audio", "video" of dmf and late)
+    seed: int = 0
+    dev_size: int = DEV_SIZE  # clips held out for the dev WER (see `split`)
+    bf16: bool | None = None  # bf16 autocast; None: the faster on the device (`default_bf16`)
+    init_visual: str | None = None  # checkpoint whose visual stem and trunk are copied and frozen
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"model": self.model.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        model = ModelConfig.from_dict(data["model"])
+        return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
+
+
+@dataclass
+class Example:
+    """One clip in memory: the cache's arrays, its transcript and the classes CTC learns."""
+
+    key: str  # the video's path: names the clip for its noise draws and in the babble pool
+    transcript: str
+    target: np.ndarray  # (characters,) int64 class indices
+    mouths: np.ndarray  # (T, MOUTH_SIZE, MOUTH_SIZE) uint8
+    audio: np.ndarray  # (T * SAMPLES_PER_VIDEO_FRAME,) float32
+    pooled: np.ndarray | None = None  # (2, T, channels[-1]) frozen trunk features: centre, mirror
+
+    @property
+    def frames(self) -> int:
+        return len(self.mouths)
+
+
+@dataclass
+class Batch:
+    """Padded model inputs and CTC targets of a list of clips."""
+
+    audio: Tensor | None  # (B, 4T, N_MELS) normalised log-mel; None for a video model
+    video: Tensor | None  # (B, T, crop, crop) in [0, 1] or pooled features (B, T, C); None: audio
+    lengths: Tensor  # (B,) video frames
+    targets: Tensor  # (B, S) class indices, zero-padded
+    target_lengths: Tensor  # (B,)
+    weights: dict[str, Tensor]  # per head (B,): 1 where a clip's loss counts, 0 (stream blanked)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            *(None if t is None else t.to(device) for t in (self.audio, self.video)),
+            self.lengths.to(device),
+            self.targets.to(device),
+            self.target_lengths.to(device),
+            {head: weight.to(device) for head, weight in self.weights.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process among the training processes: the only one, or one of torchrun's."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """`obj` of every process, in rank order."""
+        if self.world == 1:
+            return [obj]
+        gathered = [None] * self.world
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def sum(self, values: Tensor) -> Tensor:
+        """`values` summed over every process, in place."""
+        if self.world > 1:
+            dist.all_reduce(values)
+        return values
+
+
+def start_processes(device: str) -> tuple[Processes, torch.device]:
+    """Join torchrun's process group when started by it (WORLD_SIZE > 1), and this process's device.
+
+    Gloo on CPUs, NCCL on CUDA, where each process takes the GPU of its LOCAL_RANK.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Processes(), torch.device(device)
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    target = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device(device)
+    return Processes(dist.get_rank(), world), target
+
+
+def default_bf16(device: torch.device, block: BlockKind) -> bool:
+    """Whether bf16 autocast is the faster choice: on GPUs that have it, on CPUs see CPU_BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return CPU_BF16[block]
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """bf16 autocast on `device` if `bf16`, else a context that changes nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def split(utterances: Sequence[Utterance], dev_size: int) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev): `dev_size` clips drawn at random (seeded) for dev, the others for training.
+
+    A GRID-like manifest (one with a `speaker` column) is split by `data.grid.dev_split`: only
+    speaker s1's clips, the others (s4) left out of both. Any other manifest's rows are one pool.
+    """
+    if all("speaker" in utterance.fields for utterance in utterances):
+        return dev_split(utterances, dev_size)
+    one_speaker = [replace(u, fields=u.fields | {"speaker": TRAIN_SPEAKER}) for u in utterances]
+    dev_videos = {utterance.video for utterance in dev_split(one_speaker, dev_size)[1]}
+    return (
+        [utterance for utterance in utterances if utterance.video not in dev_videos],
+        [utterance for utterance in utterances if utterance.video in dev_videos],
+    )
+
+
+def load_examples(utterances: Sequence[Utterance], cache_dir: Path, progress: bool) -> list[Example]:
+    """The cached clips of `utterances`, in memory (NotCachedError names the first one missing)."""
+    examples = []
+    for utterance in tqdm(utterances, desc="loading clips", unit="clip", disable=not progress):
+        clip = load_clip(cache_dir, utterance.video)
+        target = np.array(encode(utterance.transcript), dtype=np.int64)
+        examples.append(Example(str(utterance.video), utterance.transcript, target, clip.mouths, clip.audio))
+    return examples
+
+
+def pixels(crops: np.ndarray) -> Tensor:
+    """uint8 crops (..., H, W), possibly a strided view, as float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).float() / PIXEL_MAX
+
+
+class Batcher:
+    """Makes batches of a list of examples: augmented for training, or as they are for evaluation."""
+
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        config: TrainConfig,
+        pool: Mapping[str, np.ndarray],
+        blank_pooled: np.ndarray | None = None,
+    ) -> None:
+        """`pool`: training waveforms for babble; `blank_pooled`: pooled features of a blank frame."""
+        self.examples = examples
+        self.config = config
+        self.pool = pool
+        self.blank_pooled = blank_pooled
+        self.heads = supported_modalities(config.model.kind)
+        self.hears = config.model.kind != "video"
+        self.sees = config.model.kind != "audio"
+
+    def __call__(
+        self, indices: Sequence[int], epoch: int | None = None, noise: NoiseSpec | None = None
+    ) -> Batch:
+        """Clips `indices`, augmented as in `epoch`; or, without one, centred and clean or under `noise`."""
+        audio, video, blanked = [], [], []
+        for index in indices:
+            example = self.examples[index]
+            rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
+            fused = rng is not None and "av" in self.heads
+            blank = blanked_stream(rng, self.config.augment) if fused else None
+            if self.hears:
+                audio.append(self._audio(example, rng, noise, blank == "audio"))
+            if self.sees:
+                video.append(self._video(example, rng, blank == "video"))
+            blanked.append(blank)
+        targets = [torch.from_numpy(self.examples[index].target) for index in indices]
+        return Batch(
+            pad_sequence(audio, batch_first=True) if audio else None,
+            pad_sequence(video, batch_first=True) if video else None,
+            torch.tensor([self.examples[index].frames for index in indices]),
+            pad_sequence(targets, batch_first=True, padding_value=BLANK),
+            torch.tensor([len(target) for target in targets]),
+            {head: torch.tensor([float(blank != head) for blank in blanked]) for head in self.heads},
+        )
+
+    def _audio(
+        self, example: Example, rng: np.random.Generator | None, noise: NoiseSpec | None, blank: bool
+    ) -> Tensor:
+        if blank:
+            return torch.zeros(example.frames * AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS)
+        waveform = example.audio
+        if rng is not None:
+            waveform = noisy(waveform, rng, self.config.augment, self.pool, example.key)
+        elif noise is not None:
+            noise_rng = condition_rng(self.config.seed, "dev", noise, example.key)
+            waveform = add_noise(waveform, noise, noise_rng, pool=self.pool, exclude=example.key)
+        mel = features(torch.from_numpy(waveform))
+        return mel if rng is None else spec_augment(mel, rng, self.config.augment)
+
+    def _video(self, example: Example, rng: np.random.Generator | None, blank: bool) -> Tensor:
+        flip = rng is not None and draw_flip(rng, self.config.augment)
+        if example.pooled is not None:
+            if blank:
+                return torch.from_numpy(self.blank_pooled).expand(example.frames, -1)
+            return torch.from_numpy(example.pooled[int(flip)])
+        size = self.config.model.crop_size
+        if blank:
+            return torch.zeros(example.frames, size, size)
+        crops = crop(example.mouths, size, rng)
+        return pixels(crops[:, :, ::-1] if flip else crops)
+
+
+def epoch_batches(n_clips: int, epoch: int, config: TrainConfig, procs: Processes) -> list[list[int]]:
+    """This process's batches of `epoch`: its shard of a seeded shuffle, cut in batch_size / world.
+
+    Every process gets as many clips, so up to world - 1 clips (a different few each epoch) sit out.
+    """
+    order = condition_rng(config.seed, "order", epoch).permutation(n_clips)
+    shard = order[procs.rank :: procs.world][: n_clips // procs.world].tolist()
+    size = config.batch_size // procs.world
+    return [shard[start : start + size] for start in range(0, len(shard), size)]
+
+
+def head_weights(kind: Kind, aux_weight: float) -> dict[Modality, float]:
+    """Loss weight of each head: 1 for the main one (the first), `aux_weight` for the others."""
+    heads = supported_modalities(kind)
+    return {head: 1.0 if head == heads[0] else aux_weight for head in heads}
+
+
+def batch_loss(outputs: Mapping[str, Tensor], batch: Batch, weights: Mapping[str, float]) -> Tensor:
+    """The heads' weighted CTC losses, per clip summed over characters and averaged over clips.
+
+    As `models.loss.ctc_loss`, but a clip's loss on a head that read a blanked stream is left out.
+    """
+    total = outputs[next(iter(outputs))].new_zeros((), dtype=torch.float32)
+    for head, log_probs in outputs.items():
+        per_clip = F.ctc_loss(
+            log_probs.float().transpose(0, 1),
+            batch.targets,
+            batch.lengths,
+            batch.target_lengths,
+            blank=BLANK,
+            reduction="none",
+            zero_infinity=True,
+        )
+        total = total + weights[head] * (per_clip * batch.weights[head]).sum()
+    return total / len(batch.lengths)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor of each step: linear up to 1 over `warmup_steps`, then a cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norms (1-D tensors)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.dim() > 1], "weight_decay": config.weight_decay},
+        {"params": [p for p in trainable if p.dim() <= 1], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def frozen_visual(frontend: VisualFrontEnd) -> list[nn.Module]:
+    """The parts `--init-visual` copies and freezes: everything but the final projection."""
+    return [frontend.stem, frontend.trunk[:-1]]
+
+
+def copy_visual(model: AVSRModel, path: str | Path) -> None:
+    """Load the visual stem and trunk of the model in checkpoint `path` into `model`'s."""
+    source, _ = load_checkpoint(path)
+    if source.video_frontend is None or model.video_frontend is None:
+        raise ValueError(f"--init-visual needs visual models on both sides; {path} or this one has none")
+    for target, part in zip(frozen_visual(model.video_frontend), frozen_visual(source.video_frontend),
+                            strict=True):
+        target.load_state_dict(part.state_dict())
+
+
+@torch.inference_mode()
+def precompute_pooled(
+    frontend: VisualFrontEnd, examples: Sequence[Example], device: torch.device, procs: Processes
+) -> np.ndarray:
+    """Set each example's `pooled` features (centre crop, mirror); return those of a blank frame.
+
+    The front end runs in eval mode (batch norm with its trained statistics) and never again in
+    training, so it stays as trained. Each process computes a share and they swap them.
+    """
+    frontend.eval()
+    mine = {}
+    for index in tqdm(range(procs.rank, len(examples), procs.world), desc="visual features",
+                      unit="clip", disable=not procs.main):
+        centre = crop(examples[index].mouths, frontend.crop_size)
+        both = pixels(np.stack([centre, centre[:, :, ::-1]])).to(device)
+        lengths = torch.full((2,), len(centre), device=device)
+        mine[index] = frontend.pooled(both, lengths).cpu().numpy()
+    for share in procs.gather(mine):
+        for index, pooled in share.items():
+            examples[index].pooled = pooled
+    blank = torch.zeros(1, 1, frontend.crop_size, frontend.crop_size, device=device)
+    return frontend.pooled(blank, torch.ones(1, dtype=torch.long, device=device))[0, 0].cpu().numpy()
+
+
+@torch.inference_mode()
+def evaluate(
+    model: AVSRModel, batcher: Batcher, config: TrainConfig, device: torch.device
+) -> dict[str, float]:
+    """Dev WER of every head, greedy decoding: clean, and at DEV_NOISE for heads that hear."""
+    model.eval()
+    conditions = [None, DEV_NOISE] if batcher.hears else [None]
+    references = [normalize(example.transcript) for example in batcher.examples]
+    wers = {}
+    for noise in conditions:
+        hypotheses = defaultdict(list)
+        for start in range(0, len(batcher.examples), config.batch_size):
+            indices = range(start, min(start + config.batch_size, len(batcher.examples)))
+            batch = batcher(indices, noise=noise).to(device)
+            with autocast(device, config.bf16):
+                outputs = model(batch.audio, batch.video, batch.lengths)
+            for head, log_probs in outputs.items():
+                hypotheses[head] += greedy_decode(log_probs.float(), batch.lengths)
+        for head, texts in hypotheses.items():
+            if noise is None:
+                wers[f"wer_{head}"] = jiwer.wer(references, texts)
+            elif head != "video":
+                wers[f"wer_{head}_{noise}"] = jiwer.wer(references, texts)
+    return wers
+
+
+def rng_states() -> dict[str, Any]:
+    """The global generators' states in types `torch.load(weights_only=True)` reads."""
+    numpy_state = np.random.get_state(legacy=False)
+    key = numpy_state["state"]["key"].tolist()
+    states = {
+        "python": random.getstate(),
+        "numpy": numpy_state | {"state": numpy_state["state"] | {"key": key}},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what `rng_states` saved."""
+    random.setstate(states["python"])
+    numpy_state = states["numpy"]
+    key = np.array(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state | {"state": numpy_state["state"] | {"key": key}})
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a training state atomically: a crash leaves the previous file whole."""
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+
+
+def write_log(run_dir: Path, history: Sequence[Mapping[str, float]]) -> None:
+    """RUN_DIR/log.csv (one row per epoch) and the curves of RUN_DIR/curves.png, rewritten whole."""
+    columns = list(dict.fromkeys(name for row in history for name in row))
+    with atomic_write(run_dir / LOG, "w") as handle:
+        writer = csv.DictWriter(handle, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    loss_axes, wer_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    loss_axes.set(xlabel="epoch", ylabel="CTC loss per clip", title="training loss")
+    for name in (column for column in columns if column.startswith("wer_")):
+        wer_axes.plot(epochs, [row[name] for row in history], marker="o", label=name.removeprefix("wer_"))
+    wer_axes.set(xlabel="epoch", ylabel="WER", title="dev WER (greedy)")
+    wer_axes.legend()
+    for axes in (loss_axes, wer_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    with atomic_write(run_dir / CURVES) as handle:
+        figure.savefig(handle, format="png")
+
+
+def train(
+    config: TrainConfig,
+    manifest: Path,
+    cache_dir: Path,
+    run_dir: Path,
+    *,
+    device: str = "cpu",
+    workers: int = 0,
+    resume: bool = False,
+) -> AVSRModel:
+    """Train as `config` says (with `resume`, as RUN_DIR/last.pt says); the model after the last epoch.
+
+    Call it in every process of a torchrun launch; `workers` are data-loader processes each.
+    """
+    procs, target = start_processes(device)
+    try:
+        trainer = Trainer(config, manifest, cache_dir, Path(run_dir), target, procs, resume)
+        trainer.fit(workers)
+        return trainer.model
+    finally:
+        if procs.world > 1:
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One training run in one process: its data, model, optimiser and progress."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        manifest: Path,
+        cache_dir: Path,
+        run_dir: Path,
+        device: torch.device,
+        procs: Processes,
+        resume: bool,
+    ) -> None:
+        self.started = time.perf_counter()
+        self.run_dir, self.device, self.procs = run_dir, device, procs
+        if config.bf16 is None:
+            config = replace(config, bf16=default_bf16(device, config.model.block))
+        state = _resume_state(run_dir, resume)
+        if state is not None:
+            stored = TrainConfig.from_dict(state["config"])
+            if procs.main and stored.to_dict() != config.to_dict():
+                print("--resume: the run's stored settings apply; the options given differ and are ignored")
+            config = stored
+        if config.batch_size % procs.world:
+            raise ValueError(f"batch size {config.batch_size} is not a multiple of {procs.world} processes")
+        self.config = config
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+
+        utterances = read_manifest(manifest)
+        grid = all("speaker" in utterance.fields for utterance in utterances)
+        self.data_credit = GRID_CREDIT if grid else f"trained on {manifest}"
+        train_set, dev_set = (load_examples(part, cache_dir, procs.main)
+                              for part in split(utterances, config.dev_size))
+        self.model = build_model(config.model)
+        if config.init_visual and state is None:
+            copy_visual(self.model, config.init_visual)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+        self.model.to(device)
+        blank_pooled = None
+        if config.init_visual:
+            for part in frozen_visual(self.model.video_frontend):
+                part.requires_grad_(False)
+            blank_pooled = precompute_pooled(self.model.video_frontend, [*train_set, *dev_set], device, procs)
+        pool = {example.key: example.audio for example in train_set}
+        self.train_batcher = Batcher(train_set, config, pool, blank_pooled)
+        self.dev_batcher = Batcher(dev_set, config, pool, blank_pooled)
+
+        self.net = self.model
+        if procs.world > 1:
+            # Every trainable parameter gets a gradient at each step (a blanked stream is zeros, not
+            # absent, and the frozen visual parts train nothing), so no search for unused ones.
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.model, config)
+        steps_per_epoch = len(epoch_batches(len(train_set), 0, config, procs))
+        warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(warmup, config.epochs * steps_per_epoch)
+        )
+        self.head_weights = head_weights(config.model.kind, config.aux_weight)
+        self.primary = f"wer_{supported_modalities(config.model.kind)[0]}"  # picks best.pt
+        self.epoch, self.step, self.history, self.earlier_seconds = 0, 0, [], 0.0
+        if state is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["scheduler"])
+            set_rng_states(state["rng"])
+            self.epoch, self.step, self.history = state["epoch"], state["step"], state["history"]
+            self.earlier_seconds = state["seconds"]  # spent by the run's earlier processes
+        self.n_parameters = sum(p.numel() for p in self.model.parameters())
+        if procs.main:
+            print(
+                f"{config.model.kind} ({config.model.block}): {self.n_parameters / 1e6:.2f} M "
+                f"parameters, {count_parameters(self.model) / 1e6:.2f} M trained; {len(train_set)} "
+                f"train, {len(dev_set)} dev clips; {procs.world} process(es) on {device}, bf16 {config.bf16}"
+            )
+
+    @property
+    def seconds(self) -> float:
+        """Time spent on the run so far, in all its processes: setup and evaluation included."""
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+    def fit(self, workers: int) -> None:
+        """Train the epochs left; the main process evaluates, logs and saves after each."""
+        writer = None
+        if self.procs.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            writer = SummaryWriter(self.run_dir / TENSORBOARD, purge_step=self.epoch + 1)
+        while self.epoch < self.config.epochs:
+            epoch_start = time.perf_counter()
+            self.epoch += 1
+            loss = self.train_epoch(workers)
+            if self.procs.main:
+                self.end_epoch(loss, epoch_start, writer)
+            self.procs.barrier()
+        if writer is not None:
+            writer.close()
+            best = min(self.history, key=lambda row: row[self.primary])
+            print(f"{self.epoch} epochs in {self.seconds / 60:.1f} min; best dev {self.primary} "
+                  f"{best[self.primary]:.4f} at epoch {best['epoch']} ({self.run_dir / BEST})")
+
+    def train_epoch(self, workers: int) -> float:
+        """One pass over this process's shard of the epoch; the mean batch loss over all processes."""
+        config, device = self.config, self.device
+        # Dropout's draws: the same for a resumed run, and different in each process.
+        dropout_rng = condition_rng(config.seed, "torch", self.epoch, self.procs.rank)
+        torch.manual_seed(int(dropout_rng.integers(2**63)))
+        self.model.train()
+        loader = DataLoader(
+            range(len(self.train_batcher.examples)),
+            batch_sampler=epoch_batches(len(self.train_batcher.examples), self.epoch, config, self.procs),
+            collate_fn=partial(self.train_batcher, epoch=self.epoch),
+            num_workers=workers,
+        )
+        totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed batch losses, batches
+        bar = tqdm(loader, desc=f"epoch {self.epoch}/{config.epochs}", unit="batch",
+                   disable=not self.procs.main)
+        for batch in bar:
+            batch = batch.to(device)
+            with autocast(device, config.bf16):
+                outputs = self.net(batch.audio, batch.video, batch.lengths)
+            loss = batch_loss(outputs, batch, self.head_weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
+            self.optimizer.step()
+            self.schedule.step()
+            self.step += 1
+            totals += torch.stack([loss.detach().double(), totals.new_ones(())])
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        totals = self.procs.sum(totals)
+        return float(totals[0] / totals[1])
+
+    def end_epoch(self, loss: float, epoch_start: float, writer: SummaryWriter) -> None:
+        """Evaluate on the dev split, log, and write best.pt (when the dev WER improves) and last.pt."""
+        wers = evaluate(self.model, self.dev_batcher, self.config, self.device)
+        improved = not self.history or wers[self.primary] < min(row[self.primary] for row in self.history)
+        row = {"epoch": self.epoch, "step": self.step, "train_loss": loss,
+               "lr": self.schedule.get_last_lr()[0], **wers, "seconds": time.perf_counter() - epoch_start}
+        self.history.append(row)
+        print("  ".join(f"{name} {value:.4g}" for name, value in row.items()))
+        for name, value in row.items():
+            if name not in ("epoch", "step"):
+                group = "dev" if name.startswith("wer_") else "train"
+                writer.add_scalar(f"{group}/{name}", value, self.epoch)
+        writer.flush()
+        write_log(self.run_dir, self.history)
+        if improved:
+            save_checkpoint(
+                self.run_dir / BEST,
+                self.model,
+                self.config.model,
+                epochs=self.epoch,
+                dev_wer=wers[self.primary],
+                dev_wers=wers,
+                train_seconds=self.seconds,
+                parameters=self.n_parameters,
+                data=self.data_credit,
+                train_config=self.config.to_dict(),
+            )
+        save_state(self.run_dir / LAST, {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "rng": rng_states(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "seconds": self.seconds,
+        })
+
+
+def _resume_state(run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """RUN_DIR/last.pt's content when resuming; refuses to start a run over an existing one."""
+    path = run_dir / LAST
+    if resume:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: nothing to resume")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: pass --resume to continue that run, or another --out")
+    return None
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `avsr train`."""
+    defaults = TrainConfig()
+    parser.add_argument("manifest", type=Path, metavar="MANIFEST",
+                        help="TSV with video and transcript columns")
+    parser.add_argument("--cache", type=Path, default=default_cache_dir(), metavar="DIR",
+                        help="cache built by `avsr preprocess` (default: $AVSR_CACHE or ~/.cache/avsr)")
+    parser.add_argument("--kind", choices=KINDS, default="dmf", help="model to train (default: dmf)")
+    parser.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                        help="folder for checkpoints, logs and curves")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, metavar="N")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
+                        help=f"clips per step, over all processes (default: {defaults.batch_size})")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--block", choices=BLOCKS, default="conv", help="temporal block (default: conv)")
+    parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
+    parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",
+                        help="blocks per stream")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--dev-size", type=int, default=defaults.dev_size, metavar="N",
+                        help="dev clips: of speaker s1 if the manifest has a speaker column, else of all")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUN_DIR's run from last.pt, with its stored settings")
+    parser.add_argument("--init-visual", type=Path, metavar="CKPT",
+                        help="copy and freeze the visual stem and trunk of this trained model")
+    parser.add_argument("--device", choices=("cpu", "cuda"),
+                        default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
+                        help="bf16 autocast (default: on where faster: CUDA, CPU with conv blocks)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="data-loader processes per training process (default: 0, in-process)")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Run `avsr train` from its parsed options; the exit status."""
+    if args.init_visual is not None and args.kind == "audio":
+        args.parser.error("--init-visual needs a model that sees; --kind audio has no visual front end")
+    config = TrainConfig(
+        model=ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        dev_size=args.dev_size,
+        bf16=args.bf16,
+        init_visual=None if args.init_visual is None else str(args.init_visual),
+    )
+    train(config, args.manifest, args.cache, args.out, device=args.device, workers=args.workers,
+          resume=args.resume)
+    return 0

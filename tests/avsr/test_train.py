@@ -1,0 +1,203 @@
+"""`avsr train` on a tiny synthetic corpus: outputs, exact resume, DDP, frozen visual features."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from avsr import cli, train
+from avsr.augment import AugmentConfig
+from data.manifest import Utterance, read_manifest
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.config import ModelConfig
+from models.dmf import build_model
+from preprocessing import cache
+from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME
+from preprocessing.clip import Clip
+from preprocessing.mouth import MOUTH_SIZE
+
+FRAMES = 10  # per clip: 0.4 s, room for CTC to spell the short words below
+WORDS = ("bin", "lay", "set", "red", "blue")
+N_CLIPS = 10  # 8 train (babble needs 6 talkers besides the clip), 2 dev
+DEV_SIZE = 2
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """A GRID-like manifest of synthetic s1 clips, and a cache holding them."""
+    folder = tmp_path_factory.mktemp("corpus")
+    cache_dir = folder / "cache"
+    rng = np.random.default_rng(0)
+    rows = ["speaker\tclip\tvideo\ttranscript"]
+    for index in range(N_CLIPS):
+        video = folder / f"clip{index}.mp4"
+        video.write_bytes(f"video {index}".encode())  # the cache knows a clip by its file's bytes
+        clip = Clip(
+            mouths=rng.integers(0, 256, (FRAMES, MOUTH_SIZE, MOUTH_SIZE), dtype=np.uint8),
+            audio=(0.1 * rng.standard_normal(FRAMES * SAMPLES_PER_VIDEO_FRAME)).astype(np.float32),
+            detected=np.ones(FRAMES, dtype=bool),
+        )
+        cache._store(cache.clip_path(cache_dir, cache.clip_key(video)), clip)
+        rows.append(f"s1\tc{index}\t{video.name}\t{WORDS[index % len(WORDS)]}")
+    manifest = folder / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest, cache_dir
+
+
+def tiny(kind: str = "dmf", **overrides) -> train.TrainConfig:
+    model = ModelConfig(kind=kind, d_model=16, levels=1, visual_channels=(4, 8, 8))
+    settings = dict(model=model, epochs=2, batch_size=4, lr=3e-3, warmup_epochs=0.5, dev_size=DEV_SIZE,
+                    bf16=False)
+    return train.TrainConfig(**settings | overrides)
+
+
+def test_a_run_writes_checkpoints_logs_and_curves(corpus, tmp_path):
+    manifest, cache_dir = corpus
+    run = tmp_path / "run"
+    argv = ["train", str(manifest), "--cache", str(cache_dir), "--kind", "dmf", "--out", str(run),
+            "--epochs", "2", "--batch-size", "4", "--d-model", "16", "--levels", "1",
+            "--dev-size", str(DEV_SIZE), "--lr", "1e-2", "--no-bf16", "--workers", "1"]
+    assert cli.main(argv) == 0
+
+    state = torch.load(run / train.LAST, weights_only=True)
+    assert (state["epoch"], state["step"]) == (2, 4)
+    assert train.TrainConfig.from_dict(state["config"]).model.kind == "dmf"
+    model, metadata = load_checkpoint(run / train.BEST)
+    assert model.config.d_model == 16 and "GRID corpus" in metadata["data"]
+    assert metadata["parameters"] == sum(p.numel() for p in model.parameters())
+    with open(run / train.LOG) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    assert {"wer_av", "wer_audio", "wer_video", "wer_av_babble@0dB"} <= set(rows[0])
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert (run / train.CURVES).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert list((run / train.TENSORBOARD).glob("events.out.tfevents.*"))
+    assert cli.main(argv) == 1  # refuses to start over the run without --resume
+
+
+def test_resume_reproduces_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    model = ModelConfig(kind="late", d_model=16, levels=1, dropout=0.3, visual_channels=(4, 8, 8))
+    config = tiny(model=model)
+    train.train(config, manifest, cache_dir, tmp_path / "whole")
+
+    save_state = train.save_state
+
+    def save_then_die(path, state):
+        save_state(path, state)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(train, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config, manifest, cache_dir, tmp_path / "resumed")
+    monkeypatch.setattr(train, "save_state", save_state)
+    train.train(config, manifest, cache_dir, tmp_path / "resumed", resume=True)
+
+    whole, resumed = (torch.load(tmp_path / run / train.LAST, weights_only=True)
+                      for run in ("whole", "resumed"))
+    assert resumed["epoch"] == whole["epoch"] == 2
+    for name, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert resumed["history"][1]["train_loss"] == whole["history"][1]["train_loss"]
+
+
+def _ddp_process(rank: int, port: int, manifest: Path, cache_dir: Path, run: Path) -> None:
+    os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    torch.set_num_threads(1)
+    model = train.train(tiny(epochs=1), manifest, cache_dir, run)
+    torch.save(model.state_dict(), run.parent / f"rank{rank}.pt")
+
+
+def test_two_processes_train_one_model(corpus, tmp_path):
+    manifest, cache_dir = corpus
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_ddp_process, args=(port, manifest, cache_dir, tmp_path / "run"), nprocs=2)
+
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+    model = build_model(tiny().model)
+    for name, _ in model.named_parameters():  # buffers (batch-norm statistics) stay per process
+        assert torch.equal(ranks[0][name], ranks[1][name]), name
+    state = torch.load(tmp_path / "run" / train.LAST, weights_only=True)
+    assert state["step"] == 2  # 8 clips, 4 per step: 2 from each process
+    assert all(torch.equal(value, ranks[0][name]) for name, value in state["model"].items())
+
+
+def test_init_visual_copies_and_freezes_the_trunk(corpus, tmp_path):
+    manifest, cache_dir = corpus
+    source = build_model(ModelConfig(kind="video", d_model=24, levels=1, visual_channels=(4, 8, 8)))
+    save_checkpoint(tmp_path / "video.pt", source, source.config)
+    model = train.train(tiny(init_visual=str(tmp_path / "video.pt")), manifest, cache_dir, tmp_path / "run")
+
+    best, _ = load_checkpoint(tmp_path / "run" / train.BEST)
+    for trained in (model.video_frontend, best.video_frontend):
+        for part, original in zip(train.frozen_visual(trained), train.frozen_visual(source.video_frontend),
+                                  strict=True):
+            for name, value in original.state_dict().items():
+                assert torch.equal(value, part.state_dict()[name]), name
+    assert not any(p.requires_grad for part in train.frozen_visual(model.video_frontend)
+                   for p in part.parameters())
+    projection = model.video_frontend.trunk[-1]
+    assert projection.weight.requires_grad and projection.weight.shape == (16, 8)
+
+
+def test_pooled_features_stand_for_the_crops():
+    model = build_model(ModelConfig(kind="dmf", d_model=16, levels=1, crop_size=16,
+                                    visual_channels=(4, 8, 8))).eval()
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([7, 4])
+    audio = torch.randn(2, 28, 80, generator=generator)
+    video = torch.rand(2, 7, 16, 16, generator=generator)
+    with torch.no_grad():
+        from_crops = model(audio, video, lengths)
+        from_pooled = model(audio, model.video_frontend.pooled(video, lengths), lengths)
+    for head, log_probs in from_crops.items():
+        torch.testing.assert_close(from_pooled[head], log_probs)
+
+
+def test_a_manifest_without_speakers_is_split_as_one_pool(tmp_path):
+    utterances = [Utterance(tmp_path / f"{index}.mp4", "bin") for index in range(5)]
+    train_part, dev = train.split(utterances, 2)
+    assert len(dev) == 2 and sorted(train_part + dev, key=str) == sorted(utterances, key=str)
+    assert train.split(utterances[::-1], 2)[1] == dev[::-1]  # the draw ignores the order
+
+
+def test_modality_dropout_blanks_one_stream_and_skips_its_loss(corpus):
+    manifest, cache_dir = corpus
+    examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
+    config = tiny(augment=AugmentConfig(blank_audio_prob=0.5, blank_video_prob=0.5))
+    batcher = train.Batcher(examples, config, {example.key: example.audio for example in examples})
+    clips = range(len(examples))
+
+    batch = batcher(clips, epoch=1)
+    no_audio = batch.audio.flatten(1).abs().sum(1) == 0
+    no_video = batch.video.flatten(1).abs().sum(1) == 0
+    assert torch.all(no_audio ^ no_video) and no_audio.any() and no_video.any()
+    assert torch.equal(batch.weights["audio"], (~no_audio).float())
+    assert torch.equal(batch.weights["video"], (~no_video).float())
+    assert torch.equal(batch.weights["av"], torch.ones(len(examples)))
+    assert torch.equal(batcher(clips, epoch=1).audio, batch.audio)  # the same draws every time
+
+    clean = batcher(clips)  # evaluation: nothing blanked, centre crops
+    assert all(torch.equal(weights, torch.ones(len(examples))) for weights in clean.weights.values())
+    margin = (MOUTH_SIZE - config.model.crop_size) // 2
+    centre = examples[0].mouths[:, margin:-margin, margin:-margin]
+    assert torch.equal(clean.video[0], train.pixels(centre))
