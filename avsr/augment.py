@@ -41,18 +41,6 @@ class AugmentConfig:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
 
 
-def crop(mouths: np.ndarray, size: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """(T, S, S) crops -> (T, size, size): the same random window for every frame, or the centre.
-
-    A view of `mouths`, not a copy.
-    """
-    margin = mouths.shape[-1] - size
-    if margin < 0:
-        raise ValueError(f"mouth crops of {mouths.shape[-1]} px are smaller than the {size} px asked")
-    top, left = rng.integers(margin + 1, size=2) if rng is not None else (margin // 2, margin // 2)
-    return mouths[:, top : top + size, left : left + size]
-
-
 def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:
     """Whether to mirror one clip's mouth crops."""
     return bool(rng.random() < config.flip_prob)

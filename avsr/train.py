@@ -29,50 +29,47 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jiwer
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from avsr.augment import AugmentConfig, blanked_stream, crop, draw_flip, noisy, spec_augment
+from avsr.augment import AugmentConfig, blanked_stream, draw_flip, noisy, spec_augment
 from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, NoiseSpec, add_noise, condition_rng
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import BLOCKS, KINDS, BlockKind, Kind, Modality, ModelConfig, supported_modalities
+from models.config import BLOCKS, KINDS, Kind, Modality, ModelConfig, supported_modalities
 from models.decoding import greedy_decode
 from models.dmf import AVSRModel, build_model, count_parameters
 from models.frontends import VisualFrontEnd
+from models.inputs import crop, pixels
+from models.precision import autocast, default_bf16
 from models.tokenizer import BLANK, encode, normalize
 from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS, features
 from preprocessing.cache import default_cache_dir, load_clip
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 LAST = "last.pt"  # RUN_DIR file to resume from
 BEST = "best.pt"  # RUN_DIR file with the best model, for `models.checkpoint.load_checkpoint`
 LOG = "log.csv"
 CURVES = "curves.png"
 TENSORBOARD = "tb"
-PIXEL_MAX = 255  # uint8 mouth crops are scaled by this into the model's [0, 1]
 DEV_NOISE = NoiseSpec(BABBLE, 0.0)  # the noisy dev condition: babble at 0 dB SNR
 GRID_CREDIT = (
     "trained on the GRID corpus (CC BY 4.0): M. Cooke, J. Barker, S. Cunningham, X. Shao, "
     "JASA 120(5), 2006"
 )
-# bf16 autocast on the CPU, by block: measured on a 2-core AMD EPYC with avx512_bf16 (batches
-# of 16 3-s clips), it trains conv models 1.6-1.9x faster (video 1.0 vs 1.8 s per step, dmf on
-# precomputed visual features 0.19 vs 0.30 s) but GRU models 1.2x slower.
-CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False}
 
 
 @dataclass
@@ -184,18 +181,6 @@ def start_processes(device: str) -> tuple[Processes, torch.device]:
     return Processes(dist.get_rank(), world), target
 
 
-def default_bf16(device: torch.device, block: BlockKind) -> bool:
-    """Whether bf16 autocast is the faster choice: on GPUs that have it, on CPUs see CPU_BF16."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return CPU_BF16[block]
-
-
-def autocast(device: torch.device, bf16: bool) -> torch.autocast:
-    """bf16 autocast on `device` if `bf16`, else a context that changes nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
 def split(utterances: Sequence[Utterance], dev_size: int) -> tuple[list[Utterance], list[Utterance]]:
     """(train, dev): `dev_size` clips drawn at random (seeded) for dev, the others for training.
 
@@ -220,11 +205,6 @@ def load_examples(utterances: Sequence[Utterance], cache_dir: Path, progress: bo
         target = np.array(encode(utterance.transcript), dtype=np.int64)
         examples.append(Example(str(utterance.video), utterance.transcript, target, clip.mouths, clip.audio))
     return examples
-
-
-def pixels(crops: np.ndarray) -> Tensor:
-    """uint8 crops (..., H, W), possibly a strided view, as float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(crops)).float() / PIXEL_MAX
 
 
 class Batcher:
@@ -460,6 +440,9 @@ def write_log(run_dir: Path, history: Sequence[Mapping[str, float]]) -> None:
         writer = csv.DictWriter(handle, columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
+    from matplotlib.figure import Figure  # imported here: slow, and only training plots
+    from matplotlib.ticker import MaxNLocator
+
     figure = Figure(figsize=(11, 4), layout="constrained")
     loss_axes, wer_axes = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
@@ -586,6 +569,8 @@ class Trainer:
 
     def fit(self, workers: int) -> None:
         """Train the epochs left; the main process evaluates, logs and saves after each."""
+        from torch.utils.tensorboard import SummaryWriter  # imported here: slow, training only
+
         writer = None
         if self.procs.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -635,7 +620,7 @@ class Trainer:
         totals = self.procs.sum(totals)
         return float(totals[0] / totals[1])
 
-    def end_epoch(self, loss: float, epoch_start: float, writer: SummaryWriter) -> None:
+    def end_epoch(self, loss: float, epoch_start: float, writer: SummaryWriter | None) -> None:
         """Evaluate on the dev split, log, and write best.pt (when the dev WER improves) and last.pt."""
         wers = evaluate(self.model, self.dev_batcher, self.config, self.device)
         improved = not self.history or wers[self.primary] < min(row[self.primary] for row in self.history)

@@ -14,15 +14,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
 from preprocessing.errors import NoFaceError
+from preprocessing.native import native_stderr_silenced
 
 # protobuf warns on every frame MediaPipe 0.10.14 decodes, about an API its own code uses
 warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
@@ -41,6 +40,11 @@ MOUTH_SIZE = 64
 # GRID the crop is a mild 0.87x downscale.
 CROP_IOD = 1.1
 SMOOTH_FRAMES = 5  # frames (200 ms at 25 fps) of the centred moving average over the transforms
+CHUNK_FRAMES = 50  # frames (2 s) `iter_mouth_chunks` crops at a time
+# Frames (1 s) on each side of a chunk that its interpolation and smoothing see: faceless runs
+# up to CONTEXT - SMOOTH_FRAMES // 2 frames (0.9 s) are interpolated as in `track_mouth`. Memory
+# holds CHUNK + 2 * CONTEXT grayscale frames, 200 MB for 1080p video.
+CONTEXT_FRAMES = 25
 MIN_FACE_FRACTION = 0.5  # share of a clip's frames that must show a face, the rest are interpolated
 # Faces the mesh looks for. 1, because with 2 tracking mode reruns the face detector on
 # every frame that shows fewer than 2 faces: 4.8 instead of 2.8 ms/frame on GRID here.
@@ -70,21 +74,6 @@ _CROP_CORNERS = np.array(
 )
 
 
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: MediaPipe's C++ set-up logs (TF Lite delegate,
-    feedback tensors) on every tracker start, burying progress bars and real errors."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @dataclass(frozen=True)
 class MouthTrack:
     """The mouth crops of one clip, with the landmarks and transforms that made them."""
@@ -104,14 +93,20 @@ class MouthTracker:
     """
 
     def __init__(self, max_faces: int = MAX_FACES) -> None:
-        with _native_stderr_silenced():
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
+        with native_stderr_silenced():
+            from mediapipe.python.solutions.face_mesh import FaceMesh  # slow: 1 s, pulls pyplot
+
+            self._mesh = FaceMesh(
                 static_image_mode=False,
                 max_num_faces=max_faces,
                 refine_landmarks=False,  # iris landmarks cost time and say nothing of lips
                 min_detection_confidence=DETECTION_CONFIDENCE,
                 min_tracking_confidence=TRACKING_CONFIDENCE,
             )
+            # The graph starts its models on the first frame, on threads that log as update()
+            # returns, when the next frame's decoding has given the terminal back: start them here.
+            # A faceless frame leaves nothing to track, so the landmarks stay the same.
+            self._mesh.process(np.zeros((MOUTH_SIZE, MOUTH_SIZE, 3), np.uint8))
 
     def update(self, rgb: np.ndarray) -> np.ndarray | None:
         """Landmarks (468, 2) float32 in pixels of the next frame's face, or None if none found.
@@ -119,7 +114,7 @@ class MouthTracker:
         With several faces (max_faces > 1) it returns the largest, by the area of its
         landmarks' bounding box: the speaker is usually the face nearest the camera.
         """
-        with _native_stderr_silenced():  # the graph logs as it starts its models, lazily
+        with native_stderr_silenced():  # the graph logs as it starts its models, lazily
             faces = self._mesh.process(np.ascontiguousarray(rgb)).multi_face_landmarks
         if not faces:
             return None
@@ -131,7 +126,7 @@ class MouthTracker:
 
     def close(self) -> None:
         """Free the mesh's graph."""
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._mesh.close()
 
     def __enter__(self) -> MouthTracker:
@@ -165,6 +160,84 @@ def track_mouth(frames: Iterable[np.ndarray], path: str | Path) -> MouthTrack:
     transforms = _crop_transforms(landmarks)
     crops = np.stack([_warp(gray, matrix) for gray, matrix in zip(grays, transforms, strict=True)])
     return MouthTrack(crops, landmarks, detected, transforms.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class MouthChunk:
+    """Consecutive mouth crops of a long video, as `iter_mouth_chunks` cuts them."""
+
+    start: int  # index of the first frame in the video
+    crops: np.ndarray  # (n, MOUTH_SIZE, MOUTH_SIZE) uint8; zeros before the first face is seen
+    detected: np.ndarray  # (n,) bool: the face mesh found a face in the frame
+
+
+def iter_mouth_chunks(
+    frames: Iterable[np.ndarray],
+    path: str | Path,
+    chunk: int = CHUNK_FRAMES,
+    context: int = CONTEXT_FRAMES,
+) -> Iterator[MouthChunk]:
+    """`track_mouth`'s crops of a video of any length, `chunk` frames at a time, in bounded memory.
+
+    Holds at most `chunk + 2 * context` grayscale frames: each chunk is cut as soon as
+    `context` frames after it are tracked, with landmarks interpolated and transforms smoothed
+    over the chunk and `context` frames on each side. The crops are `track_mouth`'s (up to float
+    rounding) where no run of faceless frames is longer than `context - SMOOTH_FRAMES // 2`;
+    longer runs are filled from the faces within `context` frames, or held from the last frame
+    cut when there are none, and before the first face is ever seen the crops are blank (zeros,
+    which a model reads as no video). Raises NoFaceError, after the last chunk, when fewer than
+    MIN_FACE_FRACTION of all frames show a face.
+    """
+    if chunk < 1 or context < SMOOTH_FRAMES // 2:
+        raise ValueError(f"need chunk >= 1 and context >= {SMOOTH_FRAMES // 2}, got {chunk}, {context}")
+    grays: list[np.ndarray] = []  # frames first, first + 1, ... in grayscale
+    found: dict[int, np.ndarray] = {}  # landmarks of those frames that show a face, by frame index
+    first = start = seen = faces = 0  # start: first frame not yet cut into a chunk
+    held: np.ndarray | None = None  # landmarks of the last frame cut, for long faceless runs
+
+    def cut(end: int) -> MouthChunk:
+        """Chunk [start, end), from the frames [start - context, end + context) in memory."""
+        nonlocal held, first
+        low, high = max(first, start - context), min(seen, end + context)
+        detected = np.array([index in found for index in range(low, high)])
+        if detected.any():
+            indices = np.flatnonzero(detected) + low
+            window = _interpolate(np.stack([found[index] for index in indices]), detected)
+        elif held is not None:
+            window = np.broadcast_to(held, (high - low, *held.shape))
+        else:
+            window = None
+        if window is None:
+            crops = np.zeros((end - start, MOUTH_SIZE, MOUTH_SIZE), np.uint8)
+        else:
+            transforms = _crop_transforms(window)[start - low : end - low]
+            crops = np.stack([_warp(grays[index - first], matrix)
+                              for index, matrix in zip(range(start, end), transforms, strict=True)])
+            held = window[end - 1 - low]
+        drop = max(0, end - context - first)  # frames no later chunk reads
+        del grays[:drop]
+        for index in range(first, first + drop):
+            found.pop(index, None)
+        first += drop
+        return MouthChunk(start, crops, detected[start - low : end - low])
+
+    with MouthTracker() as tracker:
+        for rgb in frames:
+            grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+            landmarks = tracker.update(rgb)
+            if landmarks is not None:
+                found[seen] = landmarks
+                faces += 1
+            seen += 1
+            if seen >= start + chunk + context:
+                yield cut(start + chunk)
+                start += chunk
+    while start < seen:
+        end = min(seen, start + chunk)
+        yield cut(end)
+        start = end
+    if faces == 0 or faces < MIN_FACE_FRACTION * seen:
+        raise NoFaceError(path, f"face found in {faces} of {seen} frames")
 
 
 def _interpolate(found: np.ndarray, detected: np.ndarray) -> np.ndarray:
