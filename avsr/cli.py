@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 from itertools import islice
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
+from tqdm import tqdm
 
-from avsr.train import add_train_arguments, main_from_args
-from data.manifest import ManifestError, read_manifest
-from preprocessing.cache import NotCachedError, build_cache, default_cache_dir
+from avsr.output import FORMATS, as_dict, output_path, write
+from avsr.train import add_train_arguments, main_from_args, split
+from avsr.transcribe import TranscribeOptions, noise_spec, transcribe_files
+from data.grid import DEV_SIZE
+from data.manifest import ManifestError, atomic_write, read_manifest
+from data.noise import BABBLE, KINDS_HELP
+from models.checkpoint import BUNDLED_MODELS
+from models.config import Modality
+from models.decoding import DEFAULT_BEAM_SIZE
+from models.lm import DEFAULT_ORDER, build_lm, lexicon_path
+from preprocessing.cache import Failure, NotCachedError, build_cache, default_cache_dir
 from preprocessing.errors import InputError
 from preprocessing.mouth import preview, save_png, track_mouth
 from preprocessing.video import iter_frames
@@ -66,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: save VIDEO's mouth crops and landmarks as a PNG to check")
     prep.set_defaults(run=_preprocess, parser=prep)  # its own parser, for its usage errors
     _add_train_parser(commands)
+    _add_transcribe_parser(commands)
+    _add_lm_parser(commands)
     return parser
 
 
@@ -111,6 +125,131 @@ def _train(args: argparse.Namespace) -> int:
     except NotCachedError as error:
         print(f"avsr: error: {error}", file=sys.stderr)
         return 1
+
+
+def _add_transcribe_parser(commands: argparse._SubParsersAction) -> None:
+    transcribe = commands.add_parser(
+        "transcribe",
+        help="transcripts of video files, with word timings",
+        description="Recognise what is said in each VIDEO (any file FFmpeg reads; an audio file with "
+        "--modality audio) and print its transcript, or write one file per input to --out DIR. Long "
+        "videos are read in windows, in bounded memory. A file that fails is reported and the others "
+        "go on; the exit status is 1 if any failed.",
+    )
+    transcribe.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    transcribe.add_argument("--model", default="dmf", metavar="NAME|CKPT",
+                            help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
+                            "(default: dmf)")
+    transcribe.add_argument("--modality", choices=get_args(Modality),
+                            help="recognise from audio and video, or one of them (default: the model's "
+                            "main one, av for dmf)")
+    transcribe.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    transcribe.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
+                            help="beam search width; 1: greedy decoding, without a language model "
+                            "(default: %(default)s)")
+    lm = transcribe.add_mutually_exclusive_group()
+    lm.add_argument("--no-lm", dest="lm", action="store_false",
+                    help="no language model or lexicon, so any word can be spelled: for speech other "
+                    "than GRID's commands, which are all the bundled language model knows")
+    lm.add_argument("--lm", type=Path, metavar="ARPA",
+                    help="this word n-gram model (with its lexicon beside it, as `avsr lm build` "
+                    "writes them) instead of the model's own")
+    transcribe.set_defaults(lm=True)
+    transcribe.add_argument("--format", choices=list(FORMATS), default="txt",
+                            help="plain text, JSON with word timings, or SRT or WebVTT subtitles "
+                            "(default: txt)")
+    transcribe.add_argument("--out", type=Path, metavar="DIR",
+                            help="write DIR/<VIDEO's stem>.<format> for each input instead of printing")
+    transcribe.add_argument("--json", type=Path, metavar="FILE",
+                            help="also write every transcript, and every failure, to one JSON file")
+    transcribe.add_argument("--noise", metavar="TYPE", help=f"mix noise into the audio first: {KINDS_HELP}")
+    transcribe.add_argument("--snr", type=float, metavar="DB", help="its signal-to-noise ratio in dB")
+    transcribe.add_argument("--babble-pool", type=Path, metavar="MANIFEST",
+                            help="the talkers of --noise babble: a manifest's utterances")
+    transcribe.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
+    transcribe.add_argument("--workers", type=_positive, metavar="N",
+                            help="processes sharing many files (default: one per CPU)")
+    transcribe.set_defaults(run=_transcribe, parser=transcribe)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    try:
+        noise_spec(args.noise, args.snr)
+    except ValueError as error:
+        args.parser.error(str(error))
+    if args.noise == BABBLE and args.babble_pool is None:
+        args.parser.error("--noise babble needs --babble-pool MANIFEST, the utterances to mix")
+    if args.out is not None:
+        writers: dict[Path, Path] = {}
+        for video in args.videos:
+            target = output_path(video, args.out, args.format)
+            if writers.setdefault(target, video) != video:
+                args.parser.error(f"{writers[target]} and {video} would both be written to {target}")
+    options = TranscribeOptions(args.modality, args.beam, args.lm, args.noise, args.snr, args.seed)
+    results = transcribe_files(args.videos, options, args.model, args.device,
+                               args.workers or os.cpu_count() or 1, args.babble_pool)
+    several = len(args.videos) > 1
+    transcripts, failures = [], []
+    try:
+        with tqdm(total=len(args.videos), unit="file", disable=not several) as bar:
+            for result in results:
+                bar.update()
+                if isinstance(result, Failure):
+                    failures.append(result)
+                    bar.write(f"avsr: error: {result.message}", file=sys.stderr)
+                    continue
+                transcripts.append(result)
+                if args.out is not None:
+                    write(result, args.out, args.format)
+                else:
+                    text = FORMATS[args.format](result)
+                    bar.write(f"==> {result.path} <==\n{text}" if several else text, end="")
+    except ValueError as error:  # options that do not fit the model, found before any file is read
+        args.parser.error(str(error))
+    if args.json is not None:
+        with atomic_write(args.json, "w") as handle:
+            json.dump({
+                "transcripts": [as_dict(transcript) for transcript in transcripts],
+                "failures": [{"file": str(failure.video), "error": failure.error, "message": failure.message}
+                             for failure in failures],
+            }, handle, indent=2)
+    if failures and several:
+        print(f"avsr: {len(failures)} of {len(args.videos)} files failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _add_lm_parser(commands: argparse._SubParsersAction) -> None:
+    lm = commands.add_parser("lm", help="word language models for beam search",
+                             description="Word n-gram language models for `avsr transcribe`.")
+    actions = lm.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="estimate one from a manifest's transcripts",
+        description="Estimate an interpolated Kneser-Ney word n-gram model of MANIFEST's transcripts "
+        "and write it to OUT.arpa, with the lexicon of its words (their spelling) to OUT.lexicon.txt.",
+    )
+    build.add_argument("manifest", type=Path, metavar="MANIFEST", help="TSV with a transcript column")
+    build.add_argument("out", type=Path, metavar="OUT.arpa")
+    build.add_argument("--order", type=_positive, default=DEFAULT_ORDER, metavar="N",
+                       help="longest n-gram (default: %(default)s)")
+    build.add_argument("--exclude-dev", action="store_true",
+                       help="only the training split, as `avsr train` draws it: for GRID, speaker s1 "
+                       "without its dev clips (and no s4 clips)")
+    build.set_defaults(run=_build_lm, parser=build)
+
+
+def _build_lm(args: argparse.Namespace) -> int:
+    utterances = read_manifest(args.manifest)
+    try:
+        if args.exclude_dev:
+            utterances = split(utterances, DEV_SIZE)[0]
+        words = build_lm([utterance.transcript for utterance in utterances], args.out, args.order)
+    except ValueError as error:  # no sentences, or too few clips for the dev split
+        print(f"avsr: error: {args.manifest}: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {args.order}-gram model of {len(utterances)} transcripts, {len(words)} words; "
+          f"lexicon {lexicon_path(args.out)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,21 +24,22 @@ _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, config: ModelConfig, **metadata: Any
+    path: str | Path, model: nn.Module, config: ModelConfig, half: bool = False, **metadata: Any
 ) -> None:
     """Write `model`'s weights, `config` and `metadata` to `path`, atomically.
 
     The file is written next to `path` and then renamed over it, so a crash or a reader
     never sees half a checkpoint. Metadata must be plain (str, numbers, bool, None, and
     lists, tuples and str-keyed dicts of them); anything else is refused here, not at load.
+    `half` stores floating-point tensors as float16, halving the file: how the bundled
+    models ship. Loading copies them back into the float32 network.
     """
     _check_plain(metadata, "metadata")
     path = Path(path)
-    checkpoint = {
-        "config": config.to_dict(),
-        "state_dict": model.state_dict(),
-        "metadata": metadata,
-    }
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    checkpoint = {"config": config.to_dict(), "state_dict": state, "metadata": metadata}
     with tempfile.NamedTemporaryFile(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as file:
@@ -64,6 +65,16 @@ def load_checkpoint(
     model = build_model(ModelConfig.from_dict(checkpoint["config"]))
     model.load_state_dict(checkpoint["state_dict"])
     return model.to(device).eval(), checkpoint["metadata"]
+
+
+def ship(source: str | Path, name: str) -> Path:
+    """Copy the trained checkpoint `source` into the bundled models as `name`, in float16."""
+    if name not in BUNDLED_MODELS:
+        raise ValueError(f"{name!r} is not a bundled model name: {', '.join(BUNDLED_MODELS)}")
+    model, metadata = load_checkpoint(source)
+    target = WEIGHTS_DIR / f"{name}.pt"
+    save_checkpoint(target, model, model.config, half=True, **metadata)
+    return target
 
 
 def resolve_model(name_or_path: str | Path) -> Path:

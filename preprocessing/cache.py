@@ -148,6 +148,12 @@ class Failure:
     error: str  # the exception's type name, e.g. "NoAudioStreamError"
     message: str  # names the file
 
+    @classmethod
+    def of(cls, video: Path, error: BaseException) -> Failure:
+        """The failure `error` made of `video`; plain data, so it crosses process boundaries."""
+        message = str(error) if isinstance(error, InputError) else f"{video}: {error}"
+        return cls(video, type(error).__name__, message)
+
 
 @dataclass
 class BuildReport:
@@ -223,12 +229,7 @@ def _run_task(task: _Task) -> _Outcome:
         stages = profile_clip(task.video) if task.profile else None
         return _Outcome(task.video, frames, stages)
     except Exception as error:  # a batch reports every kind of failure and goes on
-        return _Outcome(task.video, failure=_failure(task.video, error))
-
-
-def _failure(video: Path, error: BaseException) -> Failure:
-    message = str(error) if isinstance(error, InputError) else f"{video}: {error}"
-    return Failure(video, type(error).__name__, message)
+        return _Outcome(task.video, failure=Failure.of(task.video, error))
 
 
 def select_shard(videos: Sequence[Path], shard: tuple[int, int]) -> list[Path]:
@@ -244,17 +245,18 @@ def select_shard(videos: Sequence[Path], shard: tuple[int, int]) -> list[Path]:
     return list(videos[k - 1 :: n])
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Start workers from a fork server that has imported this module, else by spawning.
+def pool_context(*modules: str) -> multiprocessing.context.BaseContext:
+    """Start workers from a fork server that has imported `modules`, else by spawning.
 
     Not by a plain fork: mediapipe and PyAV run threads, which a fork copies in a broken state.
     The fork server imports the heavy modules (torch, mediapipe) once, so each pool starts in
-    a fraction of a second instead of re-importing them in every worker.
+    a fraction of a second instead of re-importing them in every worker. The first call in a
+    process decides what its fork server imports.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(list(modules))
     return context
 
 
@@ -268,14 +270,14 @@ def _outcomes(tasks: list[_Task], workers: int) -> Iterator[_Outcome]:
     if workers <= 1:
         yield from map(_run_task, tasks)
         return
-    pool = ProcessPoolExecutor(workers, mp_context=_pool_context())
+    pool = ProcessPoolExecutor(workers, mp_context=pool_context(__name__))
     try:
         futures = {pool.submit(_run_task, task): task.video for task in tasks}  # in order
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as error:  # BrokenProcessPool: the worker process itself died
-                yield _Outcome(futures[future], failure=_failure(futures[future], error))
+                yield _Outcome(futures[future], failure=Failure.of(futures[future], error))
     finally:
         pool.shutdown(cancel_futures=True)  # on Ctrl-C, drop the queue rather than finish it
 
@@ -305,7 +307,7 @@ def build_cache(
         try:
             target = clip_path(cache_dir, clip_key(video))
         except Exception as error:  # unreadable input is reported like a failed build
-            report.failures.append(_failure(video, error))
+            report.failures.append(Failure.of(video, error))
             continue
         targets.append(target)
         cached = target.is_file()

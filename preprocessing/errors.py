@@ -42,3 +42,6 @@ class NoFaceError(InputError):
 class ClipTooShortError(InputError):
     problem = "clip is too short"
 
+
+class SilentAudioError(InputError):
+    problem = "the audio is digitally silent: nothing to recognise from sound"

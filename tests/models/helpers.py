@@ -16,7 +16,7 @@ def tiny_config(**overrides) -> ModelConfig:
     return ModelConfig(**(settings | overrides))
 
 
-def random_inputs(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, ...]:
+def random_inputs(lengths: list[int], seed: int = 0, crop_size: int = CROP) -> tuple[torch.Tensor, ...]:
     """(audio, video, lengths) for a batch padded to its longest clip, padding random too.
 
     The padding is noise rather than zeros, so a test can tell whether a model ignores it.
@@ -25,5 +25,5 @@ def random_inputs(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, ...]
     frames = max(lengths)
     audio = torch.randn(len(lengths), frames * AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS,
                         generator=generator)
-    video = torch.rand(len(lengths), frames, CROP, CROP, generator=generator)
+    video = torch.rand(len(lengths), frames, crop_size, crop_size, generator=generator)
     return audio, video, torch.tensor(lengths)

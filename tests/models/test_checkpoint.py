@@ -53,3 +53,25 @@ def test_bundled_name_loads_from_the_weights_folder(tmp_path: Path, monkeypatch)
 def test_unknown_name_lists_the_bundled_models() -> None:
     with pytest.raises(FileNotFoundError, match="bundled models: dmf, early, late, audio, video"):
         resolve_model("dfm")
+
+
+def test_shipping_in_float16_halves_the_file_and_keeps_the_outputs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    config = tiny_config(kind="dmf")
+    model = build_model(config).eval()
+    source = tmp_path / "best.pt"
+    save_checkpoint(source, model, config, epochs=2)
+    shipped = checkpoint.ship(source, "dmf")
+    assert shipped == tmp_path / "weights" / "dmf.pt"
+    assert shipped.stat().st_size < 0.6 * source.stat().st_size
+    loaded, metadata = load_checkpoint("dmf")
+    assert metadata == {"epochs": 2}
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    audio, video, lengths = random_inputs([8, 3])
+    with torch.no_grad():
+        expected, actual = model(audio, video, lengths), loaded(audio, video, lengths)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=2e-2, rtol=0)
+    with pytest.raises(ValueError, match="not a bundled model name"):
+        checkpoint.ship(source, "best")

@@ -1,0 +1,1 @@
+"""Measurement scripts for the goals in the issues: each prints its figures and saves them as JSON."""

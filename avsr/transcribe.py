@@ -1,0 +1,318 @@
+"""From any video (or, for audio models, audio) file to a transcript with word timings.
+
+`Recognizer.transcribe` streams a file through the model: video frames become mouth crops a
+chunk at a time (`preprocessing.mouth.iter_mouth_chunks`), and the model reads overlapping
+windows of them (`avsr.windows`), so memory does not grow with the video's length; only the
+16 kHz waveform (3.8 MB a minute) and the log-probabilities (0.2 MB a minute) are held whole.
+The windows' log-probabilities are stitched into one sequence, which `models.decoding` decodes
+(beam search in segments cut at pauses), so words and their times need no stitching.
+`transcribe_files` shares many files among worker processes, each with its own copy of the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, iter_windows
+from data.manifest import read_manifest
+from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
+from models.checkpoint import WEIGHTS_DIR, load_checkpoint
+from models.config import Modality, supported_modalities
+from models.decoding import DEFAULT_BEAM_SIZE, Decoder, DecodingOptions
+from models.dmf import AVSRModel
+from models.inputs import crop, pixels
+from models.lm import lexicon_path
+from models.precision import autocast, default_bf16
+from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME, decode_audio, features, fit_to_video
+from preprocessing.cache import Failure, pool_context
+from preprocessing.clip import MIN_FRAMES
+from preprocessing.errors import ClipTooShortError, NoVideoStreamError, SilentAudioError
+from preprocessing.mouth import iter_mouth_chunks
+from preprocessing.video import FRAME_SECONDS, iter_frames
+
+GRID_LM = WEIGHTS_DIR / "grid.arpa"  # bundled word trigram model of GRID's training transcripts
+GRID_DATA = "GRID corpus"  # in a checkpoint's metadata["data"]: trained on GRID, so GRID_LM fits
+BABBLE_CACHE = 64  # babble talkers' waveforms kept decoded per process (~100 kB per second each)
+
+
+@dataclass(frozen=True)
+class Word:
+    """A recognised word: when it is said, in seconds from the start, and how sure the model is."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float  # mean posterior of its aligned frames, in [0, 1] (see `models.decoding`)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What `Recognizer.transcribe` recognised in one file."""
+
+    path: Path
+    text: str
+    words: list[Word]
+    duration: float  # seconds: the video's frames (or the audio's, recognising from audio alone)
+    modality: Modality  # the model head that read the file
+    model: str  # as given to `load_model`: a bundled model's name or a checkpoint's path
+    noise: str | None = None  # noise mixed in before recognition, e.g. "babble@0dB"
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How `Recognizer.transcribe` reads and decodes a file."""
+
+    modality: Modality | None = None  # "av", "audio" or "video"; None: the model's main head
+    beam: int = DEFAULT_BEAM_SIZE  # prefixes kept by beam search; 1: greedy decoding, no LM
+    lm: bool | str | Path = True  # the model's own language model, none (False), or this ARPA file
+    noise: str | Path | None = None  # mixed into the audio first: white, pink, babble or a file
+    snr: float | None = None  # dB of `noise`, by `data.noise`'s whole-clip rule
+    seed: int = 0  # of the noise draws: the same seed and file get the same noise
+
+
+class Recognizer:
+    """A model ready to transcribe files; `avsr.load_model()` makes one."""
+
+    def __init__(self, model: AVSRModel, name: str, lm: Path | None = None) -> None:
+        """`lm`: the ARPA file (with its lexicon beside it) beam search uses unless told otherwise."""
+        self.model = model.eval()
+        self.name = name
+        self.lm = lm
+        self.device = next(model.parameters()).device
+        self.bf16 = default_bf16(self.device, model.config.block)  # as in training's evaluation
+        self.window_frames = WINDOW_FRAMES  # outputs kept per window (see `avsr.windows`)
+        self.context_frames = CONTEXT_FRAMES  # frames read on each side of them
+        self._decoders: dict[DecodingOptions, Decoder] = {}
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "dmf", device: str | None = None) -> Recognizer:
+        """A bundled model by name, or a checkpoint file, on `device` (default: CUDA if available).
+
+        A model trained on GRID decodes with the bundled GRID language model when it is installed.
+        """
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, metadata = load_checkpoint(name_or_path, device)
+        grid = GRID_DATA in str(metadata.get("data", ""))
+        lm = GRID_LM if grid and GRID_LM.is_file() and lexicon_path(GRID_LM).is_file() else None
+        return cls(model, str(name_or_path), lm)
+
+    @property
+    def modalities(self) -> tuple[Modality, ...]:
+        """What the model recognises from, its main head first (the default)."""
+        return supported_modalities(self.model.config.kind)
+
+    def decoding_options(self, beam: int, lm: bool | str | Path) -> DecodingOptions:
+        """Greedy for `beam` 1; else beam search with the ARPA file `lm`, or the model's own (True)
+        if it has one, or none (False). A language model comes with its lexicon (`models.lm`)."""
+        arpa = self.lm if lm is True else None if lm is False else Path(lm)
+        if beam == 1 or arpa is None:
+            return DecodingOptions(beam_size=beam)
+        for needed in (arpa, lexicon_path(arpa)):
+            if not needed.is_file():
+                raise FileNotFoundError(f"{needed}: no such file (`avsr lm build` writes LM and lexicon)")
+        return DecodingOptions(beam_size=beam, lexicon=lexicon_path(arpa), lm=arpa)
+
+    def decoder(self, options: DecodingOptions) -> Decoder:
+        """The decoder for `options`, made once and kept (loading a language model takes time)."""
+        if options not in self._decoders:
+            self._decoders[options] = Decoder(options)
+        return self._decoders[options]
+
+    def transcribe(
+        self, path: str | Path, babble: Mapping[str, np.ndarray] | None = None, **options: Any
+    ) -> Transcript:
+        """Recognise what is said in the file at `path`; `options` are `TranscribeOptions`' fields.
+
+        Noise "babble" takes its talkers from `babble` (see `babble_pool`). Raises an
+        `InputError` naming the file when it cannot be read or recognised, and ValueError or
+        FileNotFoundError for options that cannot work.
+        """
+        return self.transcribe_with(Path(path), TranscribeOptions(**options), babble)
+
+    def transcribe_with(
+        self, path: Path, options: TranscribeOptions, babble: Mapping[str, np.ndarray] | None = None
+    ) -> Transcript:
+        """`transcribe` with its options as a `TranscribeOptions`."""
+        modality, spec, decoder = self.prepare(options)
+        log_probs = self.log_probs(path, modality, spec, options.seed, babble)
+        hypothesis = decoder(log_probs)
+        words = [Word(span.word, span.start * FRAME_SECONDS, span.end * FRAME_SECONDS, span.confidence)
+                 for span in hypothesis.words]
+        return Transcript(path, hypothesis.text, words, len(log_probs) * FRAME_SECONDS, modality,
+                          self.name, None if spec is None else str(spec))
+
+    def prepare(self, options: TranscribeOptions) -> tuple[Modality, NoiseSpec | None, Decoder]:
+        """The head, noise condition and decoder `options` select; raises ValueError or
+        FileNotFoundError for options that cannot work with this model."""
+        modality = options.modality or self.modalities[0]
+        if modality not in self.modalities:
+            raise ValueError(f"the {self.name} model recognises from {', '.join(self.modalities)}, "
+                             f"not {modality!r}")
+        spec = noise_spec(options.noise, options.snr)
+        return modality, spec, self.decoder(self.decoding_options(options.beam, options.lm))
+
+    def log_probs(
+        self,
+        path: Path,
+        modality: Modality,
+        spec: NoiseSpec | None = None,
+        seed: int = 0,
+        babble: Mapping[str, np.ndarray] | None = None,
+    ) -> Tensor:
+        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head over the whole file, window by window."""
+        hears, sees = modality != "video", modality != "audio"
+        waveform = np.zeros(0, np.float32)
+        if hears:
+            waveform = decode_audio(path)
+            if modality == "audio" and (len(waveform) == 0 or power(waveform) < SILENT_POWER):
+                raise SilentAudioError(path, "recognise from the video instead")
+            if spec is not None:
+                rng = condition_rng(seed, "transcribe", spec, path.name)
+                waveform = add_noise(waveform, spec, rng, pool=babble, exclude=os.path.abspath(path))
+        if sees:
+            chunks = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
+        else:
+            frames = -(-len(waveform) // SAMPLES_PER_VIDEO_FRAME)  # a partial frame counts
+            chunks = iter([fit_to_video(waveform, frames).reshape(frames, SAMPLES_PER_VIDEO_FRAME)])
+        outputs = []
+        for window, frames in iter_windows(chunks, self.window_frames, self.context_frames):
+            audio = waveform[window.start * SAMPLES_PER_VIDEO_FRAME :]
+            outputs.append(self.emissions(
+                modality,
+                frames if sees else None,
+                fit_to_video(audio, window.end - window.start) if hears else None,
+            )[window.kept])
+        if not outputs:
+            raise NoVideoStreamError(path, "the video stream holds no frames")
+        log_probs = torch.cat(outputs)
+        if len(log_probs) < MIN_FRAMES:
+            raise ClipTooShortError(path, f"{len(log_probs)} frames, the minimum is {MIN_FRAMES}")
+        return log_probs
+
+    @torch.inference_mode()
+    def emissions(self, modality: Modality, mouths: np.ndarray | None, waveform: np.ndarray | None) -> Tensor:
+        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip, on the CPU.
+
+        mouths: (T, MOUTH_SIZE, MOUTH_SIZE) uint8 crops, or None; waveform: (T *
+        SAMPLES_PER_VIDEO_FRAME,) float32, or None. The model's inputs are made, and it runs
+        (in bf16 where that is faster), as in training's evaluation: the centre crop in [0, 1],
+        normalised log-mel.
+        """
+        frames = len(mouths) if mouths is not None else len(waveform) // SAMPLES_PER_VIDEO_FRAME
+        video = audio = None
+        if mouths is not None:
+            video = pixels(crop(mouths, self.model.config.crop_size))[None].to(self.device)
+        if waveform is not None:
+            audio = features(torch.from_numpy(waveform))[None].to(self.device)
+        lengths = torch.tensor([frames], device=self.device)
+        with autocast(self.device, self.bf16):
+            return self.model(audio, video, lengths)[modality][0].float().cpu()
+
+
+def noise_spec(noise: str | Path | None, snr: float | None) -> NoiseSpec | None:
+    """The condition for `noise` (white, pink, babble or a file or folder) at `snr` dB; None: clean."""
+    if noise is None and snr is None:
+        return None
+    if noise is None or snr is None:
+        raise ValueError("noise needs an SNR, and an SNR a noise: give both")
+    kinds = parse_noise(str(noise))
+    if len(kinds) != 1:
+        raise ValueError(f"one noise at a time, got {noise!r}")
+    return NoiseSpec(kinds[0], float(snr))
+
+
+class _DecodedPool(Mapping[str, np.ndarray]):
+    """Waveforms of a list of files by absolute path, each decoded when first asked for."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self._paths = dict.fromkeys(os.path.abspath(path) for path in paths)  # ordered, no repeats
+        self._decode = lru_cache(maxsize=BABBLE_CACHE)(decode_audio)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._paths:
+            raise KeyError(key)
+        return self._decode(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+def babble_pool(manifest: str | Path) -> Mapping[str, np.ndarray]:
+    """The talkers for babble noise: the manifest's utterances, decoded as babble picks them."""
+    return _DecodedPool([utterance.video for utterance in read_manifest(manifest)])
+
+
+def transcribe_files(
+    paths: Sequence[str | Path],
+    options: TranscribeOptions | None = None,
+    model: str | Path = "dmf",
+    device: str | None = None,
+    workers: int = 1,
+    babble_manifest: str | Path | None = None,
+) -> Iterator[Transcript | Failure]:
+    """Transcripts of `paths`, in order; a file that fails gives its `Failure`, and the rest go on.
+
+    With `workers` > 1, as many processes share the files, each with a copy of the model and
+    1 / `workers` of the CPU threads. The model and options are checked here first, so a
+    mistake in them fails at once rather than once per file.
+    """
+    options = options or TranscribeOptions()
+    recognizer = Recognizer.load(model, device)
+    _, spec, _ = recognizer.prepare(options)
+    if spec is not None and spec.kind == BABBLE and babble_manifest is None:
+        raise ValueError("babble noise needs a manifest of utterances to mix (babble_manifest)")
+    babble = None if babble_manifest is None else babble_pool(babble_manifest)
+    workers = min(workers, len(paths))
+    if workers <= 1:
+        for path in paths:
+            yield _transcribe_one(recognizer, Path(path), options, babble)
+        return
+    threads = max(1, torch.get_num_threads() // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=pool_context(__name__), initializer=_start_worker,
+                               initargs=(model, str(recognizer.device), babble_manifest, threads))
+    try:
+        futures = [pool.submit(_transcribe_in_worker, Path(path), options) for path in paths]
+        for path, future in zip(paths, futures, strict=True):
+            try:
+                yield future.result()
+            except Exception as error:  # BrokenProcessPool: the worker process itself died
+                yield Failure.of(Path(path), error)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C, drop the queue rather than finish it
+
+
+def _transcribe_one(
+    recognizer: Recognizer, path: Path, options: TranscribeOptions, babble: Mapping[str, np.ndarray] | None
+) -> Transcript | Failure:
+    try:
+        return recognizer.transcribe_with(path, options, babble)
+    except Exception as error:  # a batch reports every kind of failure and goes on
+        return Failure.of(path, error)
+
+
+_worker: tuple[Recognizer, Mapping[str, np.ndarray] | None] | None = None  # each worker's model
+
+
+def _start_worker(model: str | Path, device: str, babble_manifest: str | Path | None, threads: int) -> None:
+    global _worker
+    torch.set_num_threads(threads)
+    babble = None if babble_manifest is None else babble_pool(babble_manifest)
+    _worker = Recognizer.load(model, device), babble
+
+
+def _transcribe_in_worker(path: Path, options: TranscribeOptions) -> Transcript | Failure:
+    recognizer, babble = _worker
+    return _transcribe_one(recognizer, path, options, babble)

@@ -1,0 +1,66 @@
+"""Overlapping windows over a stream: they tile it, hold little, and stitch to a single pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avsr.windows import iter_windows
+
+SIZE, CONTEXT = 10, 4  # frames kept per window, and read on each side
+
+
+def stream(n_frames: int, chunk: int = 3) -> list[np.ndarray]:
+    """Frames 0 .. n_frames - 1, each a (2,) feature vector, in chunks as a video decoder yields them."""
+    frames = np.stack([np.arange(n_frames), np.sin(np.arange(n_frames))], axis=1).astype(np.float64)
+    return [frames[start : start + chunk] for start in range(0, n_frames, chunk)]
+
+
+def local_model(frames: np.ndarray, reach: int = CONTEXT) -> np.ndarray:
+    """Outputs that depend on the inputs up to `reach` frames away: a 1-D convolution over time."""
+    weights = np.linspace(1, 2, 2 * reach + 1)
+    return np.stack([np.convolve(column, weights, mode="same") for column in frames.T], axis=1)
+
+
+@pytest.mark.parametrize("n_frames", [1, 13, 14, 15, 40, 41, 97])
+def test_kept_parts_tile_the_stream(n_frames: int) -> None:
+    windows = [window for window, _ in iter_windows(stream(n_frames), SIZE, CONTEXT)]
+    kept = np.concatenate([np.arange(w.keep_start, w.keep_end) for w in windows])
+    np.testing.assert_array_equal(kept, np.arange(n_frames))
+    for window in windows:
+        assert window.start == max(0, window.keep_start - CONTEXT)
+        assert window.end == min(n_frames, window.keep_end + CONTEXT)
+    assert all(w.keep_end - w.keep_start == SIZE for w in windows[:-1])
+    assert windows[-1].keep_end - windows[-1].keep_start <= SIZE + CONTEXT  # the tail joins the last
+    if n_frames <= SIZE + CONTEXT:
+        assert len(windows) == 1  # a short recording is one pass
+
+
+@pytest.mark.parametrize("n_frames", [15, 40, 97])  # two windows or more
+def test_stitched_outputs_equal_a_single_pass_when_the_context_covers_the_reach(n_frames: int) -> None:
+    whole = np.concatenate(stream(n_frames))
+    stitched = np.concatenate([local_model(frames)[window.kept]
+                               for window, frames in iter_windows(stream(n_frames), SIZE, CONTEXT)])
+    np.testing.assert_array_equal(stitched, local_model(whole))
+    beyond = np.concatenate([local_model(frames, CONTEXT + 1)[window.kept]
+                             for window, frames in iter_windows(stream(n_frames), SIZE, CONTEXT)])
+    assert not np.array_equal(beyond, local_model(whole, CONTEXT + 1))  # a longer reach is cut
+
+
+def test_windows_come_as_soon_as_their_frames_have_arrived_and_hold_little() -> None:
+    read = 0
+
+    def counted():
+        nonlocal read
+        for chunk in stream(200, chunk=1):
+            read += 1
+            yield chunk
+
+    for window, frames in iter_windows(counted(), SIZE, CONTEXT):
+        assert len(frames) == window.end - window.start <= SIZE + 2 * CONTEXT
+        assert read <= window.end + CONTEXT + 1  # one frame past what a last window could take
+
+
+def test_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="size >= 1"):
+        next(iter_windows(stream(5), 0, 1))
