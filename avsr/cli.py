@@ -6,21 +6,31 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from itertools import islice
 from pathlib import Path
-from typing import get_args
+from typing import TypeVar, get_args
 
 import numpy as np
 from tqdm import tqdm
 
+from avsr.benchmark import (
+    SPLITS,
+    BenchmarkConfig,
+    markdown,
+    run_benchmark,
+    summary,
+    write_csv,
+    write_json,
+    write_plot,
+)
 from avsr.output import FORMATS, as_dict, output_path, write
 from avsr.train import add_train_arguments, main_from_args, split
 from avsr.transcribe import TranscribeOptions, noise_spec, transcribe_files
 from data.grid import DEV_SIZE
 from data.manifest import ManifestError, atomic_write, read_manifest
-from data.noise import BABBLE, KINDS_HELP
+from data.noise import BABBLE, KINDS_HELP, parse_noise, parse_snr
 from models.checkpoint import BUNDLED_MODELS
 from models.config import Modality
 from models.decoding import DEFAULT_BEAM_SIZE
@@ -31,6 +41,7 @@ from preprocessing.mouth import preview, save_png, track_mouth
 from preprocessing.video import iter_frames
 
 INTERRUPTED = 130  # exit status after Ctrl-C: 128 + SIGINT, as shells report it
+T = TypeVar("T")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -50,6 +61,35 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _listed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type of `parse`, a parser of comma-separated lists that raises ValueError."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:  # argparse would print only "invalid value"
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of names, refusing empty ones."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise ValueError(f"{text!r}: empty item in a comma-separated list")
+    return names
+
+
+def _modalities(text: str) -> tuple[Modality, ...]:
+    """Parse --modality for the benchmark, e.g. `av,audio`."""
+    modalities = _names(text)
+    unknown = [name for name in modalities if name not in get_args(Modality)]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown[0]!r}: expected {', '.join(get_args(Modality))}")
+    return modalities
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(run=_preprocess, parser=prep)  # its own parser, for its usage errors
     _add_train_parser(commands)
     _add_transcribe_parser(commands)
+    _add_benchmark_parser(commands)
     _add_lm_parser(commands)
     return parser
 
@@ -216,6 +257,81 @@ def _transcribe(args: argparse.Namespace) -> int:
     if failures and several:
         print(f"avsr: {len(failures)} of {len(args.videos)} files failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _add_benchmark_parser(commands: argparse._SubParsersAction) -> None:
+    defaults = BenchmarkConfig()
+    bench = commands.add_parser(
+        "benchmark",
+        help="WER table over models, modalities, noise types and SNRs",
+        description="Recognise MANIFEST's clips with every model and modality, clean and under each "
+        "noise at each SNR, and print a table of WERs (%) per noise type. Clips missing from the cache "
+        "are preprocessed first; noise is seeded, so a run with the same seed gives the same numbers. "
+        "Benchmark held-out clips: for GRID, --split dev (the s1 clips `avsr train` holds out) or "
+        "--speaker s4 (a speaker never trained on).",
+    )
+    bench.add_argument("manifest", type=Path, metavar="MANIFEST",
+                       help="TSV with video and transcript columns")
+    bench.add_argument("--cache", type=Path, default=defaults.cache_dir, metavar="DIR",
+                       help="feature cache (default: $AVSR_CACHE or ~/.cache/avsr)")
+    bench.add_argument("--models", type=_listed(_names), default=defaults.models, metavar="NAMES",
+                       help=f"bundled models or checkpoint files (default: {','.join(defaults.models)})")
+    bench.add_argument("--modality", type=_listed(_modalities), default=defaults.modalities,
+                       metavar="LIST", help="heads to run, among those each model has; a model with none "
+                       "of them runs its main one (default: av,audio,video)")
+    bench.add_argument("--noise", type=_listed(parse_noise), default=defaults.noises, metavar="LIST",
+                       help=f"noise types: {KINDS_HELP} (default: babble,white)")
+    bench.add_argument("--snr", type=_listed(parse_snr), default=defaults.snrs, metavar="LIST",
+                       help="SNRs in dB, and clean for no noise (default: clean,20,15,10,5,0,-5,-10); "
+                       "a list that starts with a negative number needs '=': --snr=-5,-10")
+    bench.add_argument("--split", choices=SPLITS, default=defaults.split,
+                       help="all: every row (default); dev: the dev split `avsr train` holds out")
+    bench.add_argument("--speaker", type=_listed(_names), default=(), metavar="LIST",
+                       help="only these speakers' rows (the manifest's speaker column), e.g. s4")
+    bench.add_argument("--dev-size", type=_positive, default=defaults.dev_size, metavar="N",
+                       help="clips of the dev split, as given to `avsr train` (default: %(default)s)")
+    bench.add_argument("--babble-manifest", type=Path, metavar="MANIFEST",
+                       help="babble talkers: this manifest's utterances (default: the benchmark's other "
+                       "clips)")
+    bench.add_argument("--beam", type=_positive, default=defaults.beam, metavar="N",
+                       help="beam search width, with the model's language model; 1: greedy (default)")
+    lm = bench.add_mutually_exclusive_group()
+    lm.add_argument("--no-lm", dest="lm", action="store_false", help="beam search without a language model")
+    lm.add_argument("--lm", type=Path, metavar="ARPA",
+                    help="this word n-gram model (its lexicon beside it) instead of the model's own")
+    bench.set_defaults(lm=True)
+    bench.add_argument("--seed", type=int, default=defaults.seed, help="seed of the noise (default: 0)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    bench.add_argument("--batch-size", type=_positive, default=defaults.batch_size, metavar="B",
+                       help="clips per forward pass (default: %(default)s)")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="write every result and the timings as JSON")
+    bench.add_argument("--csv", type=Path, metavar="FILE", help="write the results as CSV, a row per line")
+    bench.add_argument("--plot", type=Path, metavar="OUT.png",
+                       help="plot WER against SNR: a panel per noise type, a line per model and modality")
+    bench.set_defaults(run=_benchmark, parser=bench)
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    config = BenchmarkConfig(
+        models=args.models, modalities=args.modality, noises=args.noise, snrs=args.snr, split=args.split,
+        speakers=args.speaker, dev_size=args.dev_size, babble_manifest=args.babble_manifest,
+        beam=args.beam, lm=args.lm, seed=args.seed, cache_dir=args.cache, device=args.device,
+        batch_size=args.batch_size,
+    )
+    try:
+        result = run_benchmark(args.manifest, config)
+    except ValueError as error:  # a selection, noise or option that cannot work
+        print(f"avsr: error: {error}", file=sys.stderr)
+        return 1
+    print(markdown(result))
+    print(summary(result))
+    if args.json is not None:
+        write_json(result, args.json)
+    if args.csv is not None:
+        write_csv(result, args.csv)
+    if args.plot is not None:
+        write_plot(result, args.plot)
+    return 0
 
 
 def _add_lm_parser(commands: argparse._SubParsersAction) -> None:
