@@ -14,11 +14,13 @@ from typing import Any
 
 from avsr.transcribe import Transcript, Word
 from data.manifest import atomic_write
+from models.config import Modality
 
 CUE_MAX_CHARACTERS = 42  # one subtitle line, the usual limit of subtitle style guides
 CUE_MAX_SECONDS = 7.0  # longest time a cue stays on screen
 CUE_PAUSE_SECONDS = 1.0  # a silence this long between two words starts a new cue
 TIME_DECIMALS = 3  # JSON times and confidences rounded to milliseconds (a frame is 40 ms)
+HEAD_LABELS: dict[Modality, str] = {"av": "audiovisual", "audio": "audio only", "video": "video only"}
 
 
 def to_text(transcript: Transcript) -> str:

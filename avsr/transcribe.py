@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, iter_windows
+from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, Window, iter_windows
 from data.manifest import read_manifest
 from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
 from models.checkpoint import WEIGHTS_DIR, load_checkpoint
@@ -145,6 +145,38 @@ class Recognizer:
         """`transcribe` with its options as a `TranscribeOptions`."""
         modality, spec, decoder = self.prepare(options)
         log_probs = self.log_probs(path, modality, spec, options.seed, babble)
+        return self._transcript(path, modality, log_probs, decoder, spec)
+
+    def transcribe_clip(
+        self, mouths: np.ndarray | None, waveform: np.ndarray, path: Path, options: TranscribeOptions
+    ) -> dict[Modality, Transcript]:
+        """The transcript of every head that reads the streams given, from a clip held in memory.
+
+        mouths: (T, MOUTH_SIZE, MOUTH_SIZE) uint8 crops, or None (only the audio head then);
+        waveform: (T * SAMPLES_PER_VIDEO_FRAME,) float32 (for an audio-only model, any length),
+        with any noise already mixed in, so `options` must give none. The model runs once per
+        window for all heads, so the front ends' work is shared. `path` names the clip. No head
+        reads the streams given (an audiovisual or video model without crops): an empty dict.
+        """
+        _, spec, decoder = self.prepare(options)
+        if spec is not None:
+            raise ValueError("transcribe_clip takes the waveform with its noise mixed in: give no noise")
+        sees = mouths is not None and self.model.video_frontend is not None
+        if not self.model.available_heads(True, sees):
+            return {}
+        chunks = self._chunks(iter([mouths]) if sees else None, waveform)
+        heads: dict[Modality, list[Tensor]] = {}
+        for window, frames, audio in self._windows(chunks, waveform, hears=True, sees=sees):
+            for modality, emitted in self.head_emissions(frames, audio).items():
+                heads.setdefault(modality, []).append(emitted[window.kept])
+        return {modality: self._transcript(path, modality, _stitched(path, outputs), decoder)
+                for modality, outputs in heads.items()}
+
+    def _transcript(
+        self, path: Path, modality: Modality, log_probs: Tensor, decoder: Decoder,
+        spec: NoiseSpec | None = None,
+    ) -> Transcript:
+        """The decoded words of one head's log-probabilities, timed from the clip's start."""
         hypothesis = decoder(log_probs)
         words = [Word(span.word, span.start * FRAME_SECONDS, span.end * FRAME_SECONDS, span.confidence)
                  for span in hypothesis.words]
@@ -179,29 +211,40 @@ class Recognizer:
             if spec is not None:
                 rng = condition_rng(seed, "transcribe", spec, path.name)
                 waveform = add_noise(waveform, spec, rng, pool=babble, exclude=os.path.abspath(path))
+        mouths = None
         if sees:
-            chunks = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
-        else:
-            frames = -(-len(waveform) // SAMPLES_PER_VIDEO_FRAME)  # a partial frame counts
-            chunks = iter([fit_to_video(waveform, frames).reshape(frames, SAMPLES_PER_VIDEO_FRAME)])
-        outputs = []
+            mouths = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
+        windows = self._windows(self._chunks(mouths, waveform), waveform, hears, sees)
+        return _stitched(path, [self.emissions(modality, frames, audio)[window.kept]
+                                for window, frames, audio in windows])
+
+    @staticmethod
+    def _chunks(mouths: Iterator[np.ndarray] | None, waveform: np.ndarray) -> Iterator[np.ndarray]:
+        """The frame-aligned arrays the windows are cut from: the mouth crops, or without them
+        the waveform a video frame's samples at a time."""
+        if mouths is not None:
+            return mouths
+        frames = -(-len(waveform) // SAMPLES_PER_VIDEO_FRAME)  # a partial frame counts
+        return iter([fit_to_video(waveform, frames).reshape(frames, SAMPLES_PER_VIDEO_FRAME)])
+
+    def _windows(
+        self, chunks: Iterator[np.ndarray], waveform: np.ndarray, hears: bool, sees: bool
+    ) -> Iterator[tuple[Window, np.ndarray | None, np.ndarray | None]]:
+        """Each window with the model's inputs: its mouth crops if `sees`, its audio if `hears`."""
         for window, frames in iter_windows(chunks, self.window_frames, self.context_frames):
             audio = waveform[window.start * SAMPLES_PER_VIDEO_FRAME :]
-            outputs.append(self.emissions(
-                modality,
-                frames if sees else None,
-                fit_to_video(audio, window.end - window.start) if hears else None,
-            )[window.kept])
-        if not outputs:
-            raise NoVideoStreamError(path, "the video stream holds no frames")
-        log_probs = torch.cat(outputs)
-        if len(log_probs) < MIN_FRAMES:
-            raise ClipTooShortError(path, f"{len(log_probs)} frames, the minimum is {MIN_FRAMES}")
-        return log_probs
+            yield (window, frames if sees else None,
+                   fit_to_video(audio, window.end - window.start) if hears else None)
+
+    def emissions(self, modality: Modality, mouths: np.ndarray | None, waveform: np.ndarray | None) -> Tensor:
+        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip (see `head_emissions`)."""
+        return self.head_emissions(mouths, waveform)[modality]
 
     @torch.inference_mode()
-    def emissions(self, modality: Modality, mouths: np.ndarray | None, waveform: np.ndarray | None) -> Tensor:
-        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip, on the CPU.
+    def head_emissions(
+        self, mouths: np.ndarray | None, waveform: np.ndarray | None
+    ) -> dict[Modality, Tensor]:
+        """(T, VOCAB_SIZE) log-probabilities, on the CPU, of every head that reads the streams given.
 
         mouths: (T, MOUTH_SIZE, MOUTH_SIZE) uint8 crops, or None; waveform: (T *
         SAMPLES_PER_VIDEO_FRAME,) float32, or None. The model's inputs are made, and it runs
@@ -216,7 +259,18 @@ class Recognizer:
             audio = features(torch.from_numpy(waveform))[None].to(self.device)
         lengths = torch.tensor([frames], device=self.device)
         with autocast(self.device, self.bf16):
-            return self.model(audio, video, lengths)[modality][0].float().cpu()
+            heads = self.model(audio, video, lengths)
+        return {modality: log_probs[0].float().cpu() for modality, log_probs in heads.items()}
+
+
+def _stitched(path: Path, outputs: list[Tensor]) -> Tensor:
+    """One recording's log-probabilities from its windows' kept parts; raises for too few frames."""
+    if not outputs:
+        raise NoVideoStreamError(path, "the video stream holds no frames")
+    log_probs = torch.cat(outputs)
+    if len(log_probs) < MIN_FRAMES:
+        raise ClipTooShortError(path, f"{len(log_probs)} frames, the minimum is {MIN_FRAMES}")
+    return log_probs
 
 
 def noise_spec(noise: str | Path | None, snr: float | None) -> NoiseSpec | None:

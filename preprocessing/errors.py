@@ -13,7 +13,7 @@ class InputError(Exception):
     def __init__(self, path: str | Path, detail: str | None = None) -> None:
         self.path = Path(path)
         self.detail = detail
-        message = f"{self.path}: {self.problem}"
+        message = f"{path}: {self.problem}"  # as given: a URL is no Path
         if detail:
             message += f" ({detail})"
         super().__init__(message)
@@ -41,6 +41,10 @@ class NoFaceError(InputError):
 
 class ClipTooShortError(InputError):
     problem = "clip is too short"
+
+
+class ClipTooLongError(InputError):
+    problem = "clip is too long"
 
 
 class SilentAudioError(InputError):

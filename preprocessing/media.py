@@ -11,11 +11,16 @@ import av
 from preprocessing.errors import MissingFileError, UnreadableFileError
 
 
+def is_url(source: str | Path) -> bool:
+    """Whether `source` names a stream (http://, rtsp://, ...) rather than a file."""
+    return isinstance(source, str) and "://" in source
+
+
 @contextmanager
 def open_container(path: str | Path) -> Iterator[av.container.InputContainer]:
-    """Open `path` for reading; any FFmpeg failure inside the block becomes UnreadableFileError."""
-    path = Path(path)
-    if not path.is_file():
+    """Open the file at `path`, or a URL, for reading; any FFmpeg failure inside the block
+    becomes UnreadableFileError."""
+    if not is_url(path) and not Path(path).is_file():
         raise MissingFileError(path)
     try:
         container = av.open(str(path), mode="r")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,8 @@ OUTER_LIPS = (  # outer lip contour of the mesh: subject's right corner, lower l
     61, 146, 91, 181, 84, 17, 314, 405, 321, 375,
     291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
 )
+UPPER_LIP_INNER = 13  # middle of the upper lip's inner edge
+LOWER_LIP_INNER = 14  # middle of the lower lip's inner edge
 
 PREVIEW_COLUMNS = 15  # crops per row of the preview grid: 0.6 s at 25 fps
 PREVIEW_MAX_CROPS = 150  # crops shown at most (6 s), evenly spaced over longer clips
@@ -141,25 +143,40 @@ def track_mouth(frames: Iterable[np.ndarray], path: str | Path) -> MouthTrack:
 
     Keeps each frame in grayscale (~100 KB per 360x288 frame) until the end, because the
     crops can be cut only once the whole clip's landmarks are interpolated and smoothed;
-    split long recordings into utterances first. Frames without a face get landmarks
-    interpolated from their neighbours (held at the clip's ends). `path` names the clip in
-    errors. Raises NoFaceError when fewer than MIN_FACE_FRACTION of the frames show a face.
+    split long recordings into utterances first. See `crop_mouths` for frames without a face.
     """
-    grays, found = [], []
+    grays, landmarks = [], []
     with MouthTracker() as tracker:
         for rgb in frames:
             grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
-            landmarks = tracker.update(rgb)
-            if landmarks is not None:
-                found.append((len(grays) - 1, landmarks))
+            landmarks.append(tracker.update(rgb))
+    return crop_mouths(grays, landmarks, path)
+
+
+def crop_mouths(
+    grays: Sequence[np.ndarray], landmarks: Sequence[np.ndarray | None], path: str | Path
+) -> MouthTrack:
+    """`track_mouth`'s crops of a clip's grayscale frames, from each frame's landmarks (None: no face).
+
+    Frames without a face get landmarks interpolated from their neighbours (held at the clip's
+    ends). `path` names the clip in errors. Raises NoFaceError when fewer than
+    MIN_FACE_FRACTION of the frames show a face.
+    """
+    found = [(index, points) for index, points in enumerate(landmarks) if points is not None]
     if not found or len(found) < MIN_FACE_FRACTION * len(grays):
         raise NoFaceError(path, f"face found in {len(found)} of {len(grays)} frames")
     detected = np.zeros(len(grays), bool)
     detected[[index for index, _ in found]] = True
-    landmarks = _interpolate(np.stack([points for _, points in found]), detected)
-    transforms = _crop_transforms(landmarks)
+    filled = _interpolate(np.stack([points for _, points in found]), detected)
+    transforms = _crop_transforms(filled)
     crops = np.stack([_warp(gray, matrix) for gray, matrix in zip(grays, transforms, strict=True)])
-    return MouthTrack(crops, landmarks, detected, transforms.astype(np.float32))
+    return MouthTrack(crops, filled, detected, transforms.astype(np.float32))
+
+
+def mouth_opening(landmarks: np.ndarray) -> float:
+    """The gap between the inner lips in inter-ocular distances: ~0.01 closed, 0.05-0.15 speaking."""
+    gap = np.linalg.norm(landmarks[UPPER_LIP_INNER] - landmarks[LOWER_LIP_INNER])
+    return float(gap / np.linalg.norm(landmarks[LEFT_EYE_OUTER] - landmarks[RIGHT_EYE_OUTER]))
 
 
 @dataclass(frozen=True)
@@ -314,7 +331,7 @@ def preview(track: MouthTrack, frame_rgb: np.ndarray, index: int) -> np.ndarray:
 
     Left: frame `index` of the clip (`frame_rgb`) with its outer lip landmarks, the eye
     corners and the crop's outline. Right: a grid of the crops in time order, rows of
-    PREVIEW_COLUMNS, those of frames without a face outlined in red.
+    PREVIEW_COLUMNS (`crop_grid`).
     """
     frame = np.ascontiguousarray(frame_rgb).copy()
     box = cv2.transform(_CROP_CORNERS, cv2.invertAffineTransform(track.transforms[index]))
@@ -324,24 +341,29 @@ def preview(track: MouthTrack, frame_rgb: np.ndarray, index: int) -> np.ndarray:
         cv2.circle(frame, tuple(points[landmark]), 1, LIP_COLOR, -1)
     for landmark in (RIGHT_EYE_OUTER, LEFT_EYE_OUTER):
         cv2.circle(frame, tuple(points[landmark]), 2, EYE_COLOR, -1)
+    grid = crop_grid(track.crops, track.detected)
+    canvas = np.zeros((max(len(frame), len(grid)), frame.shape[1] + grid.shape[1], 3), np.uint8)
+    canvas[:len(frame), :frame.shape[1]] = frame
+    canvas[:len(grid), frame.shape[1]:] = grid
+    return canvas
 
-    count = len(track.crops)
+
+def crop_grid(crops: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """An RGB grid of a clip's crops in time order, rows of PREVIEW_COLUMNS, at most PREVIEW_MAX_CROPS
+    evenly spaced; those of frames without a face outlined in red."""
+    count = len(crops)
     shown = np.linspace(0, count - 1, min(count, PREVIEW_MAX_CROPS)).round().astype(int)
     columns = min(len(shown), PREVIEW_COLUMNS)
     rows = -(-len(shown) // columns)
     grid = np.zeros((rows * MOUTH_SIZE, columns * MOUTH_SIZE, 3), np.uint8)
     for slot, crop_index in enumerate(shown):
-        tile = cv2.cvtColor(track.crops[crop_index], cv2.COLOR_GRAY2RGB)
-        if not track.detected[crop_index]:
+        tile = cv2.cvtColor(crops[crop_index], cv2.COLOR_GRAY2RGB)
+        if not detected[crop_index]:
             cv2.rectangle(tile, (0, 0), (MOUTH_SIZE - 1, MOUTH_SIZE - 1), MISSING_COLOR, 1)
         row, column = divmod(slot, columns)
         grid[row * MOUTH_SIZE:(row + 1) * MOUTH_SIZE,
              column * MOUTH_SIZE:(column + 1) * MOUTH_SIZE] = tile
-
-    canvas = np.zeros((max(len(frame), len(grid)), frame.shape[1] + grid.shape[1], 3), np.uint8)
-    canvas[:len(frame), :frame.shape[1]] = frame
-    canvas[:len(grid), frame.shape[1]:] = grid
-    return canvas
+    return grid
 
 
 def save_png(path: str | Path, image: np.ndarray) -> None:

@@ -8,10 +8,11 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 
 from preprocessing.errors import NoVideoStreamError
@@ -37,15 +38,28 @@ def _source_frames(path: str | Path) -> Iterator[tuple[float, float, np.ndarray]
             raise NoVideoStreamError(path)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or VIDEO_FPS
-        nominal = 1.0 / float(rate)
-        for index, frame in enumerate(container.decode(stream)):
-            time = float(frame.time) if frame.time is not None else index * nominal
-            yield time, nominal, frame.to_ndarray(format="rgb24")
+        yield from timed_frames(container.decode(stream), stream)
+
+
+def timed_frames(
+    frames: Iterable[av.VideoFrame], stream: av.video.stream.VideoStream
+) -> Iterator[tuple[float, float, np.ndarray]]:
+    """(timestamp, nominal frame duration, rgb) of `stream`'s decoded `frames`, for `resample`."""
+    rate = stream.average_rate or stream.guessed_rate or VIDEO_FPS
+    nominal = 1.0 / float(rate)
+    for index, frame in enumerate(frames):
+        time = float(frame.time) if frame.time is not None else index * nominal
+        yield time, nominal, frame.to_ndarray(format="rgb24")
 
 
 def iter_frames(path: str | Path) -> Iterator[VideoFrame]:
-    """Frames of `path` resampled to VIDEO_FPS on their timestamps (see module docstring).
+    """Frames of `path` resampled to VIDEO_FPS on their timestamps (see module docstring)."""
+    return resample(_source_frames(path))
+
+
+def resample(source: Iterable[tuple[float, float, np.ndarray]]) -> Iterator[VideoFrame]:
+    """Frames given as (timestamp, nominal duration, rgb), from a file or a camera, on the
+    VIDEO_FPS grid (see module docstring); each is yielded as soon as a later one has arrived.
 
     The stream's duration runs from its first timestamp to the last frame's timestamp
     plus one source frame interval; it yields round(duration * VIDEO_FPS) frames (at least 1).
@@ -54,7 +68,7 @@ def iter_frames(path: str | Path) -> Iterator[VideoFrame]:
     previous: tuple[float, np.ndarray] | None = None
     interval = 0.0
     emitted = 0
-    for time, nominal, rgb in _source_frames(path):
+    for time, nominal, rgb in source:
         if start is None:
             start, interval = time, nominal  # a single frame lasts one nominal interval
         if previous is not None:

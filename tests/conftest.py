@@ -35,3 +35,19 @@ def talking_videos(tmp_path_factory) -> list[Path]:
         write_video(folder / f"talk{index}.mp4", frames, audio=tone(seconds, 0.1, 0.2, frequency))
         for index, frequency in enumerate((500.0, 1000.0, 2000.0))
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_dmf(tmp_path_factory) -> Path:
+    """An untrained DMF model of the real structure at a fraction of the size, as a checkpoint file."""
+    import torch
+
+    from models.checkpoint import save_checkpoint
+    from models.dmf import build_model
+    from tests.models.helpers import tiny_config
+
+    torch.manual_seed(0)
+    config = tiny_config(kind="dmf")
+    path = tmp_path_factory.mktemp("tiny") / "dmf.pt"
+    save_checkpoint(path, build_model(config), config, data="synthetic")
+    return path
