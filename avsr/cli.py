@@ -27,8 +27,8 @@ from avsr.benchmark import (
 )
 from avsr.output import FORMATS, as_dict, output_path, write
 from avsr.train import add_train_arguments, main_from_args, split
-from avsr.transcribe import TranscribeOptions, noise_spec, transcribe_files
-from data.grid import DEV_SIZE
+from avsr.transcribe import TranscribeOptions, babble_pool, noise_spec, transcribe_files
+from data.grid import DEV_SIZE, MANIFEST_NAME, grid_dir
 from data.manifest import ManifestError, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, parse_noise, parse_snr
 from models.checkpoint import BUNDLED_MODELS
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transcribe_parser(commands)
     _add_benchmark_parser(commands)
     _add_lm_parser(commands)
+    _add_live_parser(commands)
     return parser
 
 
@@ -365,6 +366,68 @@ def _build_lm(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.out}: {args.order}-gram model of {len(utterances)} transcripts, {len(words)} words; "
           f"lexicon {lexicon_path(args.out)}")
+    return 0
+
+
+def _add_live_parser(commands: argparse._SubParsersAction) -> None:
+    live = commands.add_parser(
+        "live",
+        help="real-time captions from a camera (or --source FILE)",
+        description="Caption speech as it comes: from a camera and the microphone, or a video file or "
+        "stream (with its sound) paced in real time. Utterances are cut by voice activity helped by lip "
+        "motion, and each is recognised once it ends. A window shows the video, the audiovisual and the "
+        "audio-only captions side by side and the mouth the model reads; keys mix white, pink or babble "
+        "noise into the sound at a chosen SNR (n, w, p, b; + and - change the SNR; q quits).",
+    )
+    live.add_argument("--source", default="0", metavar="FILE|URL|INDEX",
+                      help="a camera index, a video file or a stream URL (default: camera 0)")
+    live.add_argument("--model", default="dmf", metavar="NAME|CKPT",
+                      help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
+                      "(default: dmf)")
+    live.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    live.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
+                      help="beam search width; 1: greedy decoding, without a language model "
+                      "(default: %(default)s)")
+    lm = live.add_mutually_exclusive_group()
+    lm.add_argument("--no-lm", dest="lm", action="store_false",
+                    help="no language model or lexicon: for speech other than GRID's commands")
+    lm.add_argument("--lm", type=Path, metavar="ARPA",
+                    help="this word n-gram model (its lexicon beside it) instead of the model's own")
+    live.set_defaults(lm=True)
+    live.add_argument("--noise", choices=("white", "pink", "babble"),
+                      help="noise mixed into the sound at first (keys change it)")
+    live.add_argument("--snr", type=float, default=0.0, metavar="DB",
+                      help="its signal-to-noise ratio in dB (default: %(default)s)")
+    live.add_argument("--babble-pool", type=Path, metavar="MANIFEST",
+                      help="babble's talkers: a manifest's utterances (default: GRID's, if found)")
+    live.add_argument("--headless", action="store_true", help="no window: for machines without a screen")
+    live.add_argument("--out", type=Path, metavar="VIDEO",
+                      help="write the annotated video, every frame, with its sound (MP4 or MKV)")
+    live.add_argument("--captions", type=Path, metavar="SRT", help="write the captions as SRT subtitles")
+    live.add_argument("--stats", action="store_true",
+                      help="also print each caption's latency (the frame rate, drops and latencies are "
+                      "summed up at the end)")
+    live.set_defaults(run=_live, parser=live)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from avsr.live import LiveError, LiveOptions, run_live  # its capture and drawing: only this command
+
+    pool = args.babble_pool
+    if pool is None and grid_dir() is not None:
+        pool = grid_dir() / MANIFEST_NAME
+    options = LiveOptions(
+        source=args.source, model=args.model, device=args.device,
+        decoding=TranscribeOptions(beam=args.beam, lm=args.lm), noise=args.noise, snr=args.snr,
+        babble=None if pool is None else babble_pool(pool), headless=args.headless, out=args.out,
+        captions=args.captions, stats=args.stats,
+    )
+    try:
+        report = run_live(options)
+    except (LiveError, InputError) as error:
+        print(f"avsr live: error: {error}", file=sys.stderr)
+        return 1
+    print(f"avsr live: {report.summary()}", file=sys.stderr)
     return 0
 
 
