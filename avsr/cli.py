@@ -169,6 +169,25 @@ def _train(args: argparse.Namespace) -> int:
         return 1
 
 
+def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --device, --beam and --no-lm/--lm: how `transcribe` and `live` recognise."""
+    parser.add_argument("--model", default="dmf", metavar="NAME|CKPT",
+                        help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
+                        "(default: dmf)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
+                        help="beam search width; 1: greedy decoding, without a language model "
+                        "(default: %(default)s)")
+    lm = parser.add_mutually_exclusive_group()
+    lm.add_argument("--no-lm", dest="lm", action="store_false",
+                    help="no language model or lexicon, so any word can be spelled: for speech other "
+                    "than GRID's commands, which are all the bundled language model knows")
+    lm.add_argument("--lm", type=Path, metavar="ARPA",
+                    help="this word n-gram model (with its lexicon beside it, as `avsr lm build` "
+                    "writes them) instead of the model's own")
+    parser.set_defaults(lm=True)
+
+
 def _add_transcribe_parser(commands: argparse._SubParsersAction) -> None:
     transcribe = commands.add_parser(
         "transcribe",
@@ -179,24 +198,10 @@ def _add_transcribe_parser(commands: argparse._SubParsersAction) -> None:
         "go on; the exit status is 1 if any failed.",
     )
     transcribe.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
-    transcribe.add_argument("--model", default="dmf", metavar="NAME|CKPT",
-                            help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
-                            "(default: dmf)")
+    _add_recognizer_options(transcribe)
     transcribe.add_argument("--modality", choices=get_args(Modality),
                             help="recognise from audio and video, or one of them (default: the model's "
                             "main one, av for dmf)")
-    transcribe.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    transcribe.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
-                            help="beam search width; 1: greedy decoding, without a language model "
-                            "(default: %(default)s)")
-    lm = transcribe.add_mutually_exclusive_group()
-    lm.add_argument("--no-lm", dest="lm", action="store_false",
-                    help="no language model or lexicon, so any word can be spelled: for speech other "
-                    "than GRID's commands, which are all the bundled language model knows")
-    lm.add_argument("--lm", type=Path, metavar="ARPA",
-                    help="this word n-gram model (with its lexicon beside it, as `avsr lm build` "
-                    "writes them) instead of the model's own")
-    transcribe.set_defaults(lm=True)
     transcribe.add_argument("--format", choices=list(FORMATS), default="txt",
                             help="plain text, JSON with word timings, or SRT or WebVTT subtitles "
                             "(default: txt)")
@@ -381,19 +386,7 @@ def _add_live_parser(commands: argparse._SubParsersAction) -> None:
     )
     live.add_argument("--source", default="0", metavar="FILE|URL|INDEX",
                       help="a camera index, a video file or a stream URL (default: camera 0)")
-    live.add_argument("--model", default="dmf", metavar="NAME|CKPT",
-                      help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
-                      "(default: dmf)")
-    live.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    live.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
-                      help="beam search width; 1: greedy decoding, without a language model "
-                      "(default: %(default)s)")
-    lm = live.add_mutually_exclusive_group()
-    lm.add_argument("--no-lm", dest="lm", action="store_false",
-                    help="no language model or lexicon: for speech other than GRID's commands")
-    lm.add_argument("--lm", type=Path, metavar="ARPA",
-                    help="this word n-gram model (its lexicon beside it) instead of the model's own")
-    live.set_defaults(lm=True)
+    _add_recognizer_options(live)
     live.add_argument("--noise", choices=("white", "pink", "babble"),
                       help="noise mixed into the sound at first (keys change it)")
     live.add_argument("--snr", type=float, default=0.0, metavar="DB",

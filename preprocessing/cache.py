@@ -100,6 +100,13 @@ def load_clip(cache_dir: str | Path, video: str | Path) -> Clip:
         raise NotCachedError(Path(video), Path(cache_dir)) from error
 
 
+def store_clip(cache_dir: str | Path, video: str | Path, clip: Clip) -> Path:
+    """Put `clip` in the cache as the entry of `video` (e.g. a clip made without preprocessing)."""
+    path = clip_path(cache_dir, clip_key(video))
+    _store(path, clip)
+    return path
+
+
 def _store(path: Path, clip: Clip) -> None:
     """Write `clip` to `path` atomically (see `data.manifest.atomic_write`)."""
     audio = clip.audio.astype(AUDIO_DTYPE)

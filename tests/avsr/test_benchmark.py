@@ -53,7 +53,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
             audio=(0.1 * np.sin(2 * np.pi * TONE_STEP * (index + 2) * t)).astype(np.float32),
             detected=np.ones(FRAMES, dtype=bool),
         )
-        cache._store(cache.clip_path(cache_dir, cache.clip_key(video)), clip)
+        cache.store_clip(cache_dir, video, clip)
         rows.append(f"{speaker}\t{video.name}\t{('bin blue', 'set red now')[index % 2]}")
     manifest = folder / "manifest.tsv"
     manifest.write_text("\n".join(rows) + "\n")

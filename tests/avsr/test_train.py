@@ -53,7 +53,7 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
             audio=(0.1 * rng.standard_normal(FRAMES * SAMPLES_PER_VIDEO_FRAME)).astype(np.float32),
             detected=np.ones(FRAMES, dtype=bool),
         )
-        cache._store(cache.clip_path(cache_dir, cache.clip_key(video)), clip)
+        cache.store_clip(cache_dir, video, clip)
         rows.append(f"s1\tc{index}\t{video.name}\t{WORDS[index % len(WORDS)]}")
     manifest = folder / "manifest.tsv"
     manifest.write_text("\n".join(rows) + "\n")
