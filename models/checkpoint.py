@@ -7,14 +7,13 @@ models are such files in `models/weights/`, named by their kind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from data.manifest import atomic_write
 from models.config import KINDS, ModelConfig
 from models.dmf import AVSRModel, build_model
 
@@ -40,17 +39,8 @@ def save_checkpoint(
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     checkpoint = {"config": config.to_dict(), "state_dict": state, "metadata": metadata}
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as file:
-        try:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        except BaseException:
-            os.unlink(file.name)
-            raise
-    os.replace(file.name, path)
+    with atomic_write(path) as handle:
+        torch.save(checkpoint, handle)
 
 
 def load_checkpoint(
