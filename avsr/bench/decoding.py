@@ -12,11 +12,11 @@ tuned weights. Writes a JSON report.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
 
+from avsr.bench import bench_parser
 from avsr.benchmark import iter_emissions, load_clip_set, score, select
 from avsr.transcribe import GRID_LM, Recognizer
 from data.grid import grid_dir
@@ -33,16 +33,12 @@ WORD_SCORES = (-1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # > 0 offsets the LM's cost of ea
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="dmf")
+    parser = bench_parser(__doc__)
     parser.add_argument("--modality", help="default: the model's main head")
     parser.add_argument("--manifest", type=Path, default=(grid_dir() or Path(".")) / "manifest.tsv")
     parser.add_argument("--cache", type=Path, default=default_cache_dir())
     parser.add_argument("--lm", type=Path, default=GRID_LM)
     parser.add_argument("--beam", type=int, nargs="+", default=[16])
-    parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
     recognizer = Recognizer.load(args.model, "cpu")

@@ -12,7 +12,6 @@ These helpers also serve the browser tests (tests/test_app.py). Run on an otherw
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -33,6 +32,7 @@ import av
 import numpy as np
 from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright
 
+from avsr.bench import bench_parser
 from avsr.train import split
 from data.grid import DEV_SIZE, MANIFEST_NAME, grid_dir
 from data.manifest import read_manifest
@@ -156,11 +156,7 @@ def _timed(page: Page, act: Any, *args: Any) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="dmf")
-    parser.add_argument("--json", type=Path, required=True)
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     manifest = grid_dir() / MANIFEST_NAME
     clips = split(read_manifest(manifest), DEV_SIZE)[1][: UPLOADS + 1]

@@ -11,13 +11,12 @@ audiovisual and the audio-only captions against the clips' sentences. Run on an 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-from pathlib import Path
 
 import jiwer
 
+from avsr.bench import bench_parser
 from avsr.bench.transcribe_speed import make_long_video
 from avsr.live import LiveOptions, run_live
 from avsr.train import split
@@ -30,13 +29,7 @@ CONDITIONS = ((None, 0.0), ("babble", 0.0))  # (noise, SNR dB)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="dmf")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench_live"))
-    parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, "runs/bench_live").parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     manifest = grid_dir() / MANIFEST_NAME
     clips = split(read_manifest(manifest), DEV_SIZE)[1][:CLIPS]

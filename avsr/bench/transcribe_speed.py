@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -24,8 +23,9 @@ from pathlib import Path
 import av
 import jiwer
 
+from avsr.bench import bench_parser
 from avsr.train import split
-from data.grid import DEV_SIZE, grid_dir
+from data.grid import DEV_SIZE, MANIFEST_NAME, grid_dir
 from data.manifest import read_manifest
 from preprocessing.audio import SAMPLE_RATE, decode_audio, fit_to_video
 from preprocessing.video import VIDEO_FPS, iter_frames
@@ -77,15 +77,9 @@ def make_long_video(clips: list[Path], path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="dmf")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench_transcribe"))
-    parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, "runs/bench_transcribe").parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    utterances = read_manifest(grid_dir() / "manifest.tsv")
+    utterances = read_manifest(grid_dir() / MANIFEST_NAME)
     train, dev = split(utterances, DEV_SIZE)
     report: dict[str, object] = {"model": args.model, "cpus": os.cpu_count()}
     base = [*AVSR, "transcribe", "--model", args.model, "--device", "cpu"]
