@@ -686,7 +686,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
                         help=f"clips per step, over all processes (default: {defaults.batch_size})")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    parser.add_argument("--block", choices=BLOCKS, default="conv", help="temporal block (default: conv)")
+    parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
+                        help="temporal block: bidirectional GRU or depthwise convolution "
+                        "(default: %(default)s)")
     parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
     parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",
                         help="blocks per stream")

@@ -47,7 +47,8 @@ class ModelConfig:
     """Everything needed to rebuild a network; `to_dict()` holds only plain types."""
 
     kind: Kind = "dmf"
-    block: BlockKind = "conv"  # temporal block used for every stream and shared level
+    block: BlockKind = "gru"  # temporal block of every stream and shared level (GRU: 10% vs 32% dev WER
+    # for audio-only on GRID, the same 30 epochs; conv blocks are 3x faster to train on the CPU)
     d_model: int = 0  # width of every stream, in features per video frame; 0: the kind's default
     levels: int = 4  # L: blocks per stream (and shared layers in DMF)
     kernel_size: int = 5  # video frames (200 ms) seen by a conv block's depthwise convolution
