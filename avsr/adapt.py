@@ -51,8 +51,8 @@ class AdaptConfig:
     """How a model is adapted; stored in the adapted checkpoint's metadata."""
 
     parts: Part = "all"  # what is fine-tuned: all, the front ends, or the temporal blocks and heads
-    steps: int = 60  # optimiser steps (each sees up to batch_size augmented clips)
-    lr: float = 3e-4  # peak learning rate, after a warm-up of a tenth of the steps, cosine to 0
+    steps: int = 80  # optimiser steps (each sees up to batch_size augmented clips)
+    lr: float = 1e-3  # peak learning rate, after a warm-up of a tenth of the steps, cosine to 0
     batch_size: int = 8  # clips per step, drawn in a seeded shuffle of the speaker's clips
     anchor: float = 1e-2  # weight of the squared distance to the starting weights (L2-SP)
     aux_weight: float = 0.5  # loss weight of the audio-only and video-only heads of a fusion model
