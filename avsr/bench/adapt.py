@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avsr.adapt import AdaptConfig, estimate_norm_stats, fine_tune, mean_loss
+from avsr.adapt import PARTS, AdaptConfig, estimate_norm_stats, fine_tune, mean_loss
 from avsr.bench import bench_parser
 from avsr.benchmark import iter_emissions, load_clip_set, score, select
 from avsr.transcribe import GRID_LM, Recognizer
@@ -32,12 +32,11 @@ from data.grid import grid_dir
 from data.manifest import read_manifest
 from data.noise import BABBLE, NoiseSpec
 from models.checkpoint import load_checkpoint
-from models.decoding import Decoder, DecodingOptions
+from models.decoding import DEFAULT_BEAM_SIZE, Decoder, DecodingOptions
 from preprocessing.cache import default_cache_dir
 
 CONDITIONS = (NoiseSpec(None, None), NoiseSpec(BABBLE, 0.0))
 FOLD_SEED = 7  # shuffles the speaker's clips before they are cut into folds
-BEAM = 16  # beam size of the LM-decoded figures
 
 
 def main() -> None:
@@ -46,9 +45,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=default_cache_dir())
     parser.add_argument("--speaker", default="s4")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--parts", default=AdaptConfig.parts)
+    parser.add_argument("--parts", choices=PARTS, default=AdaptConfig.parts)
     parser.add_argument("--steps", type=int, nargs="+", default=[AdaptConfig.steps],
-                        help="step counts to score (one adaptation run per fold, scored at each)")
+                        help="step counts to score (each a separate adaptation run, from the start model)")
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
     parser.add_argument("--anchor", type=float, default=AdaptConfig.anchor)
     parser.add_argument("--no-norm-stats", action="store_true")
@@ -64,7 +63,7 @@ def main() -> None:
     wers: dict[tuple, list[float]] = defaultdict(list)
     seconds, losses = [], []
     for number, test in enumerate(folds, start=1):
-        train = [utterances[i] for i in order if i not in set(test)]
+        train = [utterances[i] for i in order if i not in test]
         clip_set = load_clip_set([utterances[i] for i in test], args.manifest.parent, args.cache,
                                  babble=[utterances[i] for i in test] + train, progress=False)
         adapt_set = load_clip_set(train, args.manifest.parent, args.cache, progress=False)
@@ -107,7 +106,7 @@ def _score(wers: dict[tuple, list[float]], variant: str, model: torch.nn.Module,
     recognizer = Recognizer(model, variant, lm=GRID_LM)
     heads = recognizer.modalities
     decoders = {"greedy": Decoder(DecodingOptions()),
-                "beam+LM": recognizer.decoder(recognizer.decoding_options(BEAM, True))}
+                "beam+LM": recognizer.decoder(recognizer.decoding_options(DEFAULT_BEAM_SIZE, True))}
     for emissions in iter_emissions({variant: recognizer}, {variant: heads}, clip_set, CONDITIONS):
         if emissions.modality == "video" and emissions.condition.kind is not None:
             continue
