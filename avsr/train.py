@@ -13,7 +13,8 @@ One process, or one per device under `torchrun --nproc_per_node N` (DDP: each pr
 on a disjoint shard of every epoch; the first one evaluates and writes). With `--init-visual`,
 the visual stem and trunk come from a trained model and stay frozen; their pooled features are
 computed once per clip (centre crop and its mirror image), so a step costs only the audio
-front end and the temporal blocks.
+front end and the temporal blocks. With `--init`, a run starts from a trained model of the
+same architecture and trains all of it (e.g. the trunk, end to end, after a frozen-trunk run).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     dev_size: int = DEV_SIZE  # clips held out for the dev WER (see `split`)
     bf16: bool | None = None  # bf16 autocast; None: the faster on the device (`default_bf16`)
+    init: str | None = None  # checkpoint of this model config whose weights start the run; all train
     init_visual: str | None = None  # checkpoint whose visual stem and trunk are copied and frozen
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +98,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
+        # Runs stored before `init` existed had none.
+        data = {"init": None} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
 
@@ -342,6 +346,15 @@ def frozen_visual(frontend: VisualFrontEnd) -> list[nn.Module]:
     return [frontend.stem, frontend.trunk[:-1]]
 
 
+def initial_weights(path: str | Path, config: ModelConfig) -> dict[str, Tensor]:
+    """The weights of the checkpoint `path`, whose model must be built as `config` describes."""
+    source, _ = load_checkpoint(path)
+    if source.config.to_dict() != config.to_dict():
+        raise ValueError(f"--init {path}: its model differs from the one to train "
+                         f"({source.config.to_dict()} != {config.to_dict()})")
+    return {name: value.float() for name, value in source.state_dict().items()}
+
+
 def copy_visual(model: AVSRModel, path: str | Path) -> None:
     """Load the visual stem and trunk of the model in checkpoint `path` into `model`'s."""
     source, _ = load_checkpoint(path)
@@ -518,6 +531,8 @@ class Trainer:
         train_set, dev_set = (load_examples(part, cache_dir, procs.main)
                               for part in split(utterances, config.dev_size))
         self.model = build_model(config.model)
+        if config.init and state is None:
+            self.model.load_state_dict(initial_weights(config.init, config.model))
         if config.init_visual and state is None:
             copy_visual(self.model, config.init_visual)
         if state is not None:
@@ -697,6 +712,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dev clips: of speaker s1 if the manifest has a speaker column, else of all")
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR's run from last.pt, with its stored settings")
+    parser.add_argument("--init", type=Path, metavar="CKPT",
+                        help="start from this trained model's weights, all of them trained further "
+                        "(its architecture is used: --kind must match; --block, --d-model, --levels ignored)")
     parser.add_argument("--init-visual", type=Path, metavar="CKPT",
                         help="copy and freeze the visual stem and trunk of this trained model")
     parser.add_argument("--device", choices=("cpu", "cuda"),
@@ -711,14 +729,22 @@ def main_from_args(args: argparse.Namespace) -> int:
     """Run `avsr train` from its parsed options; the exit status."""
     if args.init_visual is not None and args.kind == "audio":
         args.parser.error("--init-visual needs a model that sees; --kind audio has no visual front end")
+    if args.init is not None and args.init_visual is not None:
+        args.parser.error("--init and --init-visual exclude each other")
+    model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
+    if args.init is not None:
+        model = load_checkpoint(args.init)[0].config
+        if model.kind != args.kind:
+            args.parser.error(f"--init {args.init} is a {model.kind} model, not --kind {args.kind}")
     config = TrainConfig(
-        model=ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels),
+        model=model,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,
         dev_size=args.dev_size,
         bf16=args.bf16,
+        init=None if args.init is None else str(args.init),
         init_visual=None if args.init_visual is None else str(args.init_visual),
     )
     train(config, args.manifest, args.cache, args.out, device=args.device, workers=args.workers,

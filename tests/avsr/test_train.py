@@ -201,3 +201,34 @@ def test_modality_dropout_blanks_one_stream_and_skips_its_loss(corpus):
     margin = (MOUTH_SIZE - config.model.crop_size) // 2
     centre = examples[0].mouths[:, margin:-margin, margin:-margin]
     assert torch.equal(clean.video[0], train.pixels(centre))
+
+
+def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    source = build_model(tiny().model)
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter.data)
+    save_checkpoint(tmp_path / "start.pt", source, source.config)
+    started = {}
+    original = train.Trainer.fit
+
+    def fit_and_record(self, workers):
+        started.update({name: value.clone() for name, value in self.model.state_dict().items()})
+        original(self, workers)
+
+    monkeypatch.setattr(train.Trainer, "fit", fit_and_record)
+    config = tiny(init=str(tmp_path / "start.pt"), epochs=1)
+    model = train.train(config, manifest, cache_dir, tmp_path / "run")
+
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(started[name], value, msg=name)
+    assert all(p.requires_grad for p in model.parameters())
+    changed = [name for name, value in source.state_dict().items()
+               if not torch.equal(model.state_dict()[name], value)]
+    assert "video_frontend.stem.weight" in changed and "heads.av.proj.weight" in changed
+
+    with pytest.raises(ValueError, match="differs"):
+        train.initial_weights(tmp_path / "start.pt", tiny(kind="late").model)
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "late", "--out",
+                  str(tmp_path / "wrong"), "--init", str(tmp_path / "start.pt")])
