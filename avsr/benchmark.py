@@ -97,6 +97,7 @@ class BenchmarkConfig:
     seed: int = 0  # of the noise draws
     cache_dir: Path = field(default_factory=default_cache_dir)
     device: str | None = None  # None: CUDA if available
+    clip_norm: bool | None = None  # visual statistics of each clip (`Recognizer.load`); None: its default
     batch_size: int = BATCH_SIZE
     progress: bool = True  # progress bars on stderr
 
@@ -383,7 +384,8 @@ def run_benchmark(manifest: str | Path, config: BenchmarkConfig | None = None) -
     for kind in config.noises:
         if isinstance(kind, Path):
             load_noise(kind)  # decoded once per process: a file that cannot serve fails here
-    recognizers = {name: Recognizer.load(name, config.device) for name in dict.fromkeys(config.models)}
+    recognizers = {name: Recognizer.load(name, config.device, config.clip_norm)
+                   for name in dict.fromkeys(config.models)}
     decoders = {name: recognizer.decoder(recognizer.decoding_options(config.beam, config.lm))
                 for name, recognizer in recognizers.items()}
     heads = {name: benchmarked_heads(recognizer.modalities, config.modalities)

@@ -41,6 +41,8 @@ from preprocessing.mouth import preview, save_png, track_mouth
 from preprocessing.video import iter_frames
 
 INTERRUPTED = 130  # exit status after Ctrl-C: 128 + SIGINT, as shells report it
+CLIP_NORM_HELP = ("normalise the visual features by each clip's own statistics, which helps speakers "
+                  "the model was not trained on (default: yes, except for models `avsr adapt` made)")
 T = TypeVar("T")
 
 
@@ -171,11 +173,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --beam and --no-lm/--lm: how `transcribe` and `live` recognise."""
+    """--model, --device, --clip-norm, --beam and --no-lm/--lm: how `transcribe` and `live` recognise."""
     parser.add_argument("--model", default="dmf", metavar="NAME|CKPT",
                         help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
                         "(default: dmf)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, help=CLIP_NORM_HELP)
     parser.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
                         help="beam search width; 1: greedy decoding, without a language model "
                         "(default: %(default)s)")
@@ -235,7 +238,7 @@ def _transcribe(args: argparse.Namespace) -> int:
                 args.parser.error(f"{writers[target]} and {video} would both be written to {target}")
     options = TranscribeOptions(args.modality, args.beam, args.lm, args.noise, args.snr, args.seed)
     results = transcribe_files(args.videos, options, args.model, args.device,
-                               args.workers or os.cpu_count() or 1, args.babble_pool)
+                               args.workers or os.cpu_count() or 1, args.babble_pool, args.clip_norm)
     several = len(args.videos) > 1
     transcripts, failures = [], []
     try:
@@ -309,6 +312,7 @@ def _add_benchmark_parser(commands: argparse._SubParsersAction) -> None:
     bench.set_defaults(lm=True)
     bench.add_argument("--seed", type=int, default=defaults.seed, help="seed of the noise (default: 0)")
     bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    bench.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, help=CLIP_NORM_HELP)
     bench.add_argument("--batch-size", type=_positive, default=defaults.batch_size, metavar="B",
                        help="clips per forward pass (default: %(default)s)")
     bench.add_argument("--json", type=Path, metavar="FILE", help="write every result and the timings as JSON")
@@ -323,7 +327,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         models=args.models, modalities=args.modality, noises=args.noise, snrs=args.snr, split=args.split,
         speakers=args.speaker, dev_size=args.dev_size, babble_manifest=args.babble_manifest,
         beam=args.beam, lm=args.lm, seed=args.seed, cache_dir=args.cache, device=args.device,
-        batch_size=args.batch_size,
+        clip_norm=args.clip_norm, batch_size=args.batch_size,
     )
     try:
         result = run_benchmark(args.manifest, config)
@@ -411,7 +415,7 @@ def _live(args: argparse.Namespace) -> int:
     if pool is None and grid_dir() is not None:
         pool = grid_dir() / MANIFEST_NAME
     options = LiveOptions(
-        source=args.source, model=args.model, device=args.device,
+        source=args.source, model=args.model, device=args.device, clip_norm=args.clip_norm,
         decoding=TranscribeOptions(beam=args.beam, lm=args.lm), noise=args.noise, snr=args.snr,
         babble=None if pool is None else babble_pool(pool), headless=args.headless, out=args.out,
         captions=args.captions, stats=args.stats,

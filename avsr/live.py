@@ -112,6 +112,7 @@ class LiveOptions:
     source: str = "0"  # a camera index, a video file or a stream URL
     model: str = "dmf"  # a bundled model or a checkpoint file
     device: str | None = None  # "cpu" or "cuda"; None: CUDA if available
+    clip_norm: bool | None = None  # each window's own visual statistics (`Recognizer.load`); None: default
     decoding: TranscribeOptions = TranscribeOptions()  # beam and language model (noise: below)
     noise: str | None = None  # mixed in at first: white, pink or babble (keys change it)
     snr: float = 0.0  # dB
@@ -718,7 +719,7 @@ def run_live(options: LiveOptions) -> LiveReport:
     threads = torch.get_num_threads()
     torch.set_num_threads(RECOGNITION_THREADS)
     try:
-        recognizer = Recognizer.load(options.model, options.device)
+        recognizer = Recognizer.load(options.model, options.device, options.clip_norm)
         recognizer.prepare(options.decoding)  # options that cannot work fail before the loop
         if not options.headless:
             print(f"avsr live: {KEYS_HELP}", file=sys.stderr)

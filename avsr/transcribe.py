@@ -95,13 +95,20 @@ class Recognizer:
         self._decoders: dict[DecodingOptions, Decoder] = {}
 
     @classmethod
-    def load(cls, name_or_path: str | Path = "dmf", device: str | None = None) -> Recognizer:
+    def load(
+        cls, name_or_path: str | Path = "dmf", device: str | None = None, clip_norm: bool | None = None
+    ) -> Recognizer:
         """A bundled model by name, or a checkpoint file, on `device` (default: CUDA if available).
 
         A model trained on GRID decodes with the bundled GRID language model when it is installed.
+        `clip_norm`: normalise the visual trunk's activations by each clip's own statistics
+        (`VisualFrontEnd.pooled`); None: yes, except for a model `avsr adapt` made, whose
+        statistics are its speaker's already.
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, metadata = load_checkpoint(name_or_path, device)
+        if model.video_frontend is not None:
+            model.video_frontend.clip_norm = "adaptation" not in metadata if clip_norm is None else clip_norm
         grid = GRID_DATA in str(metadata.get("data", ""))
         lm = GRID_LM if grid and GRID_LM.is_file() and lexicon_path(GRID_LM).is_file() else None
         return cls(model, str(name_or_path), lm)
@@ -316,15 +323,16 @@ def transcribe_files(
     device: str | None = None,
     workers: int = 1,
     babble_manifest: str | Path | None = None,
+    clip_norm: bool | None = None,
 ) -> Iterator[Transcript | Failure]:
     """Transcripts of `paths`, in order; a file that fails gives its `Failure`, and the rest go on.
 
     With `workers` > 1, as many processes share the files, each with a copy of the model and
     1 / `workers` of the CPU threads. The model and options are checked here first, so a
-    mistake in them fails at once rather than once per file.
+    mistake in them fails at once rather than once per file. `clip_norm`: see `Recognizer.load`.
     """
     options = options or TranscribeOptions()
-    recognizer = Recognizer.load(model, device)
+    recognizer = Recognizer.load(model, device, clip_norm)
     _, spec, _ = recognizer.prepare(options)
     if spec is not None and spec.kind == BABBLE and babble_manifest is None:
         raise ValueError("babble noise needs a manifest of utterances to mix (babble_manifest)")
@@ -336,7 +344,7 @@ def transcribe_files(
         return
     threads = max(1, torch.get_num_threads() // workers)
     pool = ProcessPoolExecutor(workers, mp_context=pool_context(__name__), initializer=_start_worker,
-                               initargs=(model, str(recognizer.device), babble_manifest, threads))
+                               initargs=(model, str(recognizer.device), babble_manifest, clip_norm, threads))
     try:
         futures = [pool.submit(_transcribe_in_worker, Path(path), options) for path in paths]
         for path, future in zip(paths, futures, strict=True):
@@ -360,11 +368,13 @@ def _transcribe_one(
 _worker: tuple[Recognizer, Mapping[str, np.ndarray] | None] | None = None  # each worker's model
 
 
-def _start_worker(model: str | Path, device: str, babble_manifest: str | Path | None, threads: int) -> None:
+def _start_worker(
+    model: str | Path, device: str, babble_manifest: str | Path | None, clip_norm: bool | None, threads: int
+) -> None:
     global _worker
     torch.set_num_threads(threads)
     babble = None if babble_manifest is None else babble_pool(babble_manifest)
-    _worker = Recognizer.load(model, device), babble
+    _worker = Recognizer.load(model, device, clip_norm), babble
 
 
 def _transcribe_in_worker(path: Path, options: TranscribeOptions) -> Transcript | Failure:

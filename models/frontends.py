@@ -6,6 +6,8 @@ zero at padded frames, so the temporal blocks above them see one step per 40 ms.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 
 import torch
@@ -84,6 +86,7 @@ class VisualFrontEnd(nn.Module):
     def __init__(self, d_model: int, crop_size: int, channels: tuple[int, int, int]) -> None:
         super().__init__()
         self.crop_size = crop_size
+        self.clip_norm = False  # in eval mode, normalise each clip by its own statistics (`pooled`)
         stem = channels[0]
         self.stem = nn.Conv3d(1, stem, STEM_KERNEL, STEM_STRIDE, STEM_PADDING, bias=False)
         self.trunk = nn.Sequential(
@@ -111,6 +114,9 @@ class VisualFrontEnd(nn.Module):
         """The trunk's pooled features (batch, T, channels[-1]) of crops (batch, T, H, W).
 
         Taken before the final projection and zero at padded frames; `forward` accepts them.
+        With `clip_norm` set, in eval mode, every batch norm of the trunk normalises each clip
+        by the statistics of that clip's own frames instead of the training set's (test-time
+        normalisation: a new speaker's lips, skin and light shift the activations less).
         """
         batch, frames, height, width = video.shape
         if (height, width) != (self.crop_size, self.crop_size):
@@ -120,10 +126,30 @@ class VisualFrontEnd(nn.Module):
             )
         valid = padding_mask(lengths, frames)
         x = self.stem(standardize(video, lengths).unsqueeze(1))  # (batch, C, T, H', W')
-        features = self.trunk[:-1](x.transpose(1, 2)[valid])  # (valid frames, channels[-1])
+        by_frame = x.transpose(1, 2)  # (batch, T, C, H', W')
+        if self.clip_norm and not self.training:
+            with own_statistics(self.trunk):
+                features = torch.cat([self.trunk[:-1](clip[:length])
+                                      for clip, length in zip(by_frame, lengths.tolist(), strict=True)])
+        else:
+            features = self.trunk[:-1](by_frame[valid])  # (valid frames, channels[-1])
         out = features.new_zeros(batch, frames, features.shape[-1])
         out[valid] = features
         return out
+
+
+@contextmanager
+def own_statistics(module: nn.Module) -> Iterator[None]:
+    """Within: `module`'s batch norms normalise by each input's statistics and keep their own."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [(m.training, m.track_running_stats) for m in norms]
+    for norm in norms:
+        norm.training, norm.track_running_stats = True, False
+    try:
+        yield
+    finally:
+        for norm, (training, tracking) in zip(norms, modes, strict=True):
+            norm.training, norm.track_running_stats = training, tracking
 
 
 def standardize(video: Tensor, lengths: Tensor) -> Tensor:

@@ -5,8 +5,9 @@ each fold's clips are the test clips of a model adapted on all the others, start
 the bundled model every time. Every head is scored, clean and under babble at 0 dB (babble of the
 speaker's other clips), greedy and with beam search + the GRID LM. Variants scored the same way:
 
-    none      the model as it ships
-    clip      the visual batch-norm statistics of each test clip itself (no labels, no other clips)
+    none      the model with the visual batch-norm statistics of its training (`--no-clip-norm`)
+    clip      each test clip normalised by its own statistics (no labels, no other clips): what
+              `Recognizer.load` does by default (`VisualFrontEnd.clip_norm`)
     stats     only the visual batch-norm statistics re-estimated on the adaptation clips (no labels)
     adapted   `avsr adapt`'s fine-tuning, with the settings given (default: AdaptConfig's)
 
@@ -69,11 +70,8 @@ def main() -> None:
         adapt_set = load_clip_set(train, args.manifest.parent, args.cache, progress=False)
         model, _ = load_checkpoint(args.model)
         _score(wers, "none", model, clip_set)
-        for index in test:
-            alone = load_clip_set([utterances[index]], args.manifest.parent, args.cache,
-                                  babble=list(utterances), progress=False)
-            estimate_norm_stats(model, alone.examples)
-            _score(wers, "clip", model, alone)
+        model.video_frontend.clip_norm = True
+        _score(wers, "clip", model, clip_set)
         model, _ = load_checkpoint(args.model)
         estimate_norm_stats(model, adapt_set.examples)
         _score(wers, "stats", model, clip_set)
