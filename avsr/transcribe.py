@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, Window, iter_windows
+from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, Window, iter_windows, pause_cuts
 from data.manifest import read_manifest
 from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
 from models.checkpoint import WEIGHTS_DIR, load_checkpoint
@@ -92,6 +92,7 @@ class Recognizer:
         self.bf16 = default_bf16(self.device, model.config.block)  # as in training's evaluation
         self.window_frames = WINDOW_FRAMES  # outputs kept per window (see `avsr.windows`)
         self.context_frames = CONTEXT_FRAMES  # frames read on each side of them
+        self.cut_at_pauses = True  # windows end where the sound pauses (`avsr.windows.pause_cuts`)
         self._decoders: dict[DecodingOptions, Decoder] = {}
 
     @classmethod
@@ -151,8 +152,8 @@ class Recognizer:
     ) -> Transcript:
         """`transcribe` with its options as a `TranscribeOptions`."""
         modality, spec, decoder = self.prepare(options)
-        log_probs = self.log_probs(path, modality, spec, options.seed, babble)
-        return self._transcript(path, modality, log_probs, decoder, spec)
+        log_probs, breaks = self.log_probs(path, modality, spec, options.seed, babble)
+        return self._transcript(path, modality, log_probs, breaks, decoder, spec)
 
     def transcribe_clip(
         self, mouths: np.ndarray | None, waveform: np.ndarray, path: Path, options: TranscribeOptions
@@ -173,18 +174,21 @@ class Recognizer:
             return {}
         chunks = self._chunks(iter([mouths]) if sees else None, waveform)
         heads: dict[Modality, list[Tensor]] = {}
+        breaks = []
         for window, frames, audio in self._windows(chunks, waveform, hears=True, sees=sees):
+            breaks += [window.keep_start] if window.after_pause else []
             for modality, emitted in self.head_emissions(frames, audio).items():
                 heads.setdefault(modality, []).append(emitted[window.kept])
-        return {modality: self._transcript(path, modality, _stitched(path, outputs), decoder)
+        return {modality: self._transcript(path, modality, _stitched(path, outputs), breaks, decoder)
                 for modality, outputs in heads.items()}
 
     def _transcript(
-        self, path: Path, modality: Modality, log_probs: Tensor, decoder: Decoder,
+        self, path: Path, modality: Modality, log_probs: Tensor, breaks: list[int], decoder: Decoder,
         spec: NoiseSpec | None = None,
     ) -> Transcript:
-        """The decoded words of one head's log-probabilities, timed from the clip's start."""
-        hypothesis = decoder(log_probs)
+        """The decoded words of one head's log-probabilities, timed from the clip's start; words
+        end at `breaks` (frames)."""
+        hypothesis = decoder(log_probs, breaks)
         words = [Word(span.word, span.start * FRAME_SECONDS, span.end * FRAME_SECONDS, span.confidence)
                  for span in hypothesis.words]
         return Transcript(path, hypothesis.text, words, len(log_probs) * FRAME_SECONDS, modality,
@@ -207,8 +211,9 @@ class Recognizer:
         spec: NoiseSpec | None = None,
         seed: int = 0,
         babble: Mapping[str, np.ndarray] | None = None,
-    ) -> Tensor:
-        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head over the whole file, window by window."""
+    ) -> tuple[Tensor, list[int]]:
+        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head over the whole file, window by
+        window, and the frames where a pause cut it: no word crosses them (`Decoder`)."""
         hears, sees = modality != "video", modality != "audio"
         waveform = np.zeros(0, np.float32)
         if hears:
@@ -221,9 +226,11 @@ class Recognizer:
         mouths = None
         if sees:
             mouths = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
-        windows = self._windows(self._chunks(mouths, waveform), waveform, hears, sees)
-        return _stitched(path, [self.emissions(modality, frames, audio)[window.kept]
-                                for window, frames, audio in windows])
+        outputs, breaks = [], []
+        for window, frames, audio in self._windows(self._chunks(mouths, waveform), waveform, hears, sees):
+            breaks += [window.keep_start] if window.after_pause else []
+            outputs.append(self.emissions(modality, frames, audio)[window.kept])
+        return _stitched(path, outputs), breaks
 
     @staticmethod
     def _chunks(mouths: Iterator[np.ndarray] | None, waveform: np.ndarray) -> Iterator[np.ndarray]:
@@ -238,7 +245,8 @@ class Recognizer:
         self, chunks: Iterator[np.ndarray], waveform: np.ndarray, hears: bool, sees: bool
     ) -> Iterator[tuple[Window, np.ndarray | None, np.ndarray | None]]:
         """Each window with the model's inputs: its mouth crops if `sees`, its audio if `hears`."""
-        for window, frames in iter_windows(chunks, self.window_frames, self.context_frames):
+        cuts = pause_cuts(waveform) if hears and self.cut_at_pauses else []
+        for window, frames in iter_windows(chunks, self.window_frames, self.context_frames, cuts):
             audio = waveform[window.start * SAMPLES_PER_VIDEO_FRAME :]
             yield (window, frames if sees else None,
                    fit_to_video(audio, window.end - window.start) if hears else None)

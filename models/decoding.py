@@ -19,6 +19,7 @@ hour of video decodes as easily as a clip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
@@ -140,16 +141,23 @@ class Decoder:
                     sil_token=WORD_BOUNDARY,
                 )
 
-    def __call__(self, log_probs: Tensor) -> Hypothesis:
+    def __call__(self, log_probs: Tensor, breaks: Sequence[int] = ()) -> Hypothesis:
+        """The transcript of (T, VOCAB_SIZE) log-probabilities; `breaks` are frames no word crosses
+        (where a recording was cut at a pause), each part decoded as a clip of its own."""
         log_probs = log_probs.detach().float().cpu()
-        if self._beam is None:
-            words = word_spans(log_probs.argmax(dim=-1), log_probs)
-        else:
-            words = []
-            for start, end in segments(log_probs):
-                part = log_probs[start:end]
-                spans = word_spans(beam_path(part, self._beam(part[None].contiguous())[0][0]), part)
-                words += [replace(span, start=span.start + start, end=span.end + start) for span in spans]
+        words = []
+        for first, last in pairwise([0, *breaks, len(log_probs)]):
+            if last == first:
+                continue
+            pieces = [(0, last - first)] if self._beam is None else segments(log_probs[first:last])
+            for start, end in pieces:
+                part = log_probs[first + start : first + end]
+                if self._beam is None:
+                    best = part.argmax(dim=-1)
+                else:
+                    best = beam_path(part, self._beam(part[None].contiguous())[0][0])
+                words += [replace(span, start=span.start + first + start, end=span.end + first + start)
+                          for span in word_spans(best, part)]
         return Hypothesis(" ".join(span.word for span in words), words)
 
 

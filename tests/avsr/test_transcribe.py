@@ -127,12 +127,31 @@ def test_windows_stitch_to_a_single_pass(recognizer, media, monkeypatch) -> None
         return logits.log_softmax(dim=-1)
 
     monkeypatch.setattr(recognizer, "emissions", local_emissions)
-    whole = recognizer.log_probs(media["long"], "av")
+    monkeypatch.setattr(recognizer, "cut_at_pauses", False)  # fixed windows only
+    whole, _ = recognizer.log_probs(media["long"], "av")
     monkeypatch.setattr(recognizer, "window_frames", WINDOW)
     monkeypatch.setattr(recognizer, "context_frames", CONTEXT)
-    windowed = recognizer.log_probs(media["long"], "av")
+    windowed, breaks = recognizer.log_probs(media["long"], "av")
+    assert breaks == []
     assert len(windowed) == LONG_FRAMES
     torch.testing.assert_close(windowed, whole, rtol=0, atol=0)
+
+
+def test_a_pause_cuts_the_recording_and_no_word_crosses_it(recognizer, tmp_path) -> None:
+    """Two bursts of sound with a 1.2 s pause between them: the windows end in the pause, and
+    transcripts break their words there."""
+    seconds = 5.0
+    sound = tone(seconds, 0.3, 1.5, 300.0) + tone(seconds, 3.0, 1.5, 500.0)  # pause 1.8 .. 3.0 s
+    video = write_video(tmp_path / "two.mp4", astronaut_frames(round(seconds * VIDEO_FPS)), audio=sound)
+    _, breaks = recognizer.log_probs(video, "av")
+    assert len(breaks) == 1 and 1.8 < breaks[0] * FRAME_SECONDS < 3.0
+    words = recognizer.transcribe(video, beam=1).words
+    assert not any(word.start < breaks[0] * FRAME_SECONDS < word.end for word in words)
+    recognizer.cut_at_pauses = False
+    try:
+        assert recognizer.log_probs(video, "av")[1] == []
+    finally:
+        recognizer.cut_at_pauses = True
 
 
 def test_windowed_transcripts_keep_their_timings_in_order(recognizer, media, monkeypatch) -> None:
@@ -145,9 +164,9 @@ def test_windowed_transcripts_keep_their_timings_in_order(recognizer, media, mon
 
 
 def test_noise_is_mixed_in_reproducibly(recognizer, talking_videos, tmp_path) -> None:
-    clean = recognizer.log_probs(talking_videos[0], "audio")
+    clean, _ = recognizer.log_probs(talking_videos[0], "audio")
     white = noise_spec("white", 0)
-    noisy = [recognizer.log_probs(talking_videos[0], "audio", white, seed) for seed in (0, 0, 1)]
+    noisy = [recognizer.log_probs(talking_videos[0], "audio", white, seed)[0] for seed in (0, 0, 1)]
     assert not torch.equal(noisy[0], clean)
     assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
     assert recognizer.transcribe(talking_videos[0], noise="pink", snr=5).noise == "pink@5dB"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avsr.windows import iter_windows
+from avsr.windows import iter_windows, pause_cuts
+from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 
 SIZE, CONTEXT = 10, 4  # frames kept per window, and read on each side
 
@@ -64,3 +65,44 @@ def test_windows_come_as_soon_as_their_frames_have_arrived_and_hold_little() -> 
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="size >= 1"):
         next(iter_windows(stream(5), 0, 1))
+
+
+def speech_with_gaps(gaps: list[float], speech_s: float = 2.0) -> np.ndarray:
+    """A 16 kHz waveform: bursts of a voiced-like tone with the given silent gaps (s) between them,
+    over a faint noise floor."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for gap in [*gaps, None]:
+        t = np.arange(int(speech_s * SAMPLE_RATE)) / SAMPLE_RATE
+        parts.append(0.3 * np.sin(2 * np.pi * 180 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t)))
+        if gap is not None:
+            parts.append(np.zeros(int(gap * SAMPLE_RATE)))
+    waveform = np.concatenate(parts)
+    return (waveform + 1e-3 * rng.standard_normal(len(waveform))).astype(np.float32)
+
+
+def test_pauses_are_cut_in_their_middle_and_short_stops_are_not() -> None:
+    waveform = speech_with_gaps([1.0, 0.2, 1.0])  # 2 s speech, 1 s pause, 2 s, 0.2 s stop, 2 s, 1 s, 2 s
+    frames_per_s = SAMPLE_RATE // SAMPLES_PER_VIDEO_FRAME
+    cuts = pause_cuts(waveform)
+    expected = [2.5 * frames_per_s, 7.7 * frames_per_s]  # the middles of the two long pauses
+    assert len(cuts) == 2 and all(abs(cut - mid) <= 1 for cut, mid in zip(cuts, expected, strict=True))
+    assert pause_cuts(np.concatenate([waveform, np.zeros(SAMPLE_RATE, np.float32)])) == cuts  # trailing
+    assert pause_cuts(speech_with_gaps([])) == [] and pause_cuts(np.zeros(0, np.float32)) == []
+    noisy = waveform + 0.3 * np.random.default_rng(1).standard_normal(len(waveform)).astype(np.float32)
+    assert pause_cuts(noisy) == []  # noise fills the pauses: no cuts, fixed windows
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 50])
+def test_windows_end_at_cuts_and_never_read_across_them(chunk: int) -> None:
+    cuts = [7, 12, 40]  # 12 - 7 < SIZE; 12 -> 40 is longer than a window: a fixed cut in between
+    windows = [window for window, _ in iter_windows(stream(60, chunk), SIZE, CONTEXT, cuts)]
+    kept = np.concatenate([np.arange(w.keep_start, w.keep_end) for w in windows])
+    np.testing.assert_array_equal(kept, np.arange(60))
+    ends = [w.keep_end for w in windows]
+    assert {7, 12, 40} <= set(ends) and all(w.keep_end - w.keep_start <= SIZE + CONTEXT for w in windows)
+    for window in windows:
+        at_cut_start, at_cut_end = window.keep_start in cuts, window.keep_end in cuts
+        assert window.after_pause == at_cut_start
+        assert window.start == (window.keep_start if at_cut_start else max(0, window.keep_start - CONTEXT))
+        assert window.end == (window.keep_end if at_cut_end else min(60, window.keep_end + CONTEXT))

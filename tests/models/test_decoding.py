@@ -144,3 +144,16 @@ def test_long_recordings_are_searched_in_segments_cut_in_pauses(decoders) -> Non
         assert result.text == text
         greedy = decoders["greedy"](log_probs)
         assert [span.start for span in result.words] == [span.start for span in greedy.words]
+
+
+@pytest.mark.parametrize("name", ["greedy", "beam"])
+def test_no_word_crosses_a_break(decoders, name: str) -> None:
+    """Two words heard with no space between them (as at a cut between sentences) stay two
+    words when a break falls between them, with their frames where they were."""
+    first, second = logits("set"), logits("bin")
+    joined = torch.cat([first[: len(first) - 1], second])  # no blank or space at the junction
+    decoder = decoders[name]
+    assert decoder(joined).text == "setbin"
+    split = decoder(joined, [len(first) - 1])
+    assert split.text == "set bin"
+    assert split.words[0].end <= len(first) - 1 <= split.words[1].start
