@@ -53,8 +53,9 @@ def pause_cuts(waveform: np.ndarray) -> list[int]:
     """Video frames in the middle of the pauses of a 16 kHz waveform, where a recording is cut.
 
     A pause is MIN_PAUSE_FRAMES or more frames PAUSE_DB below the recording's loud level; a
-    cut less than MIN_SEGMENT_FRAMES after the previous one (or the start) is left out. Under
-    noise that fills the pauses there are none, and the fixed windows apply.
+    cut less than MIN_SEGMENT_FRAMES after the previous one (or the start) or before the end,
+    or in a pause that lasts to the end, is left out. Under noise that fills the pauses there
+    are none, and the fixed windows apply.
     """
     frames = len(waveform) // SAMPLES_PER_VIDEO_FRAME
     if frames == 0:
@@ -66,7 +67,8 @@ def pause_cuts(waveform: np.ndarray) -> list[int]:
     cuts, last = [], 0
     for start, end in zip(edges[::2], edges[1::2], strict=True):  # runs of quiet frames [start, end)
         middle = (start + end) // 2
-        if end - start >= MIN_PAUSE_FRAMES and middle - last >= MIN_SEGMENT_FRAMES and end < frames:
+        if (end - start >= MIN_PAUSE_FRAMES and middle - last >= MIN_SEGMENT_FRAMES
+                and frames - middle >= MIN_SEGMENT_FRAMES and end < frames):
             cuts.append(int(middle))
             last = middle
     return cuts
