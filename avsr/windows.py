@@ -1,15 +1,15 @@
-"""Long recordings in overlapping windows, whose outputs are stitched into one sequence.
+"""Long recordings in windows, whose outputs are stitched into one sequence.
 
-Where the sound pauses (`pause_cuts`), a window ends at the pause and the next starts
-there, neither reading across it: the models were trained on single sentences, each with a
-little silence around it, and recognise two sentences heard together far worse than each
-alone. Elsewhere a recording is read in windows that keep the outputs of WINDOW_SECONDS each
-and read OVERLAP_SECONDS more on either side, dropping the outputs there: where two windows overlap,
-each keeps its half, so the kept parts tile the recording, cut at the overlaps' midpoints,
-and every kept output saw at least OVERLAP_SECONDS of the recording on both sides (or its
-end). A model whose outputs depend on no input further away than that gives the same outputs
-as in one pass; the conv models see about 0.5 s. A recording up to WINDOW_SECONDS +
-OVERLAP_SECONDS long is one window: one pass, as in training.
+Where the sound pauses (`pause_cuts`), a window ends at the pause and the next starts there,
+neither reading across it: the models were trained on single sentences, each with a little
+silence around it, and recognise two sentences heard together far worse than each alone.
+Elsewhere a recording is read in windows that keep the outputs of WINDOW_SECONDS each and
+read OVERLAP_SECONDS more on either side, dropping the outputs there: where two windows
+overlap, each keeps its half, so the kept parts tile the recording, cut at the overlaps'
+midpoints, and every kept output saw at least OVERLAP_SECONDS of the recording on both sides
+(or its end). A model whose outputs depend on no input further away than that gives the same
+outputs as in one pass; the conv models see about 0.5 s. A recording up to WINDOW_SECONDS +
+OVERLAP_SECONDS long without a pause is one window: one pass, as in training.
 """
 
 from __future__ import annotations
