@@ -56,7 +56,7 @@ class AdaptConfig:
     steps: int = 80  # optimiser steps (each sees up to batch_size augmented clips)
     lr: float = 1e-3  # peak learning rate, after a warm-up of a tenth of the steps, cosine to 0
     batch_size: int = 8  # clips per step, drawn in a seeded shuffle of the speaker's clips
-    anchor: float = 1e-2  # weight of the squared distance to the starting weights (L2-SP)
+    anchor: float = 1e-1  # weight of the squared distance to the starting weights (L2-SP; by CV)
     aux_weight: float = 0.5  # loss weight of the audio-only and video-only heads of a fusion model
     norm_stats: bool = True  # re-estimate the visual batch-norm statistics on the speaker first
     grad_clip: float = 5.0  # largest gradient norm
