@@ -32,7 +32,7 @@ from avsr.augment import AugmentConfig
 from avsr.train import Batcher, Example, TrainConfig, batch_loss, head_weights, load_examples, warmup_cosine
 from data.manifest import Utterance
 from data.noise import BABBLE, BABBLE_TALKERS, condition_rng
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import ADAPTATION, load_checkpoint, save_checkpoint
 from models.dmf import AVSRModel
 from models.inputs import crop, pixels
 from models.precision import autocast, default_bf16
@@ -263,6 +263,6 @@ def adapt(
         "loss_after": after,
         "config": config.to_dict(),
     }
-    adapted = metadata | {"adapted_from": str(model_name), "adaptation": summary}
+    adapted = metadata | {"adapted_from": str(model_name), ADAPTATION: summary}
     save_checkpoint(out, model, model.config, half=True, **adapted)
     return summary | {"losses": losses}

@@ -352,7 +352,7 @@ def initial_weights(path: str | Path, config: ModelConfig) -> dict[str, Tensor]:
     if source.config.to_dict() != config.to_dict():
         raise ValueError(f"--init {path}: its model differs from the one to train "
                          f"({source.config.to_dict()} != {config.to_dict()})")
-    return {name: value.float() for name, value in source.state_dict().items()}
+    return source.state_dict()  # float32: `load_checkpoint` builds the model in full precision
 
 
 def copy_visual(model: AVSRModel, path: str | Path) -> None:

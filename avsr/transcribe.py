@@ -26,7 +26,7 @@ from torch import Tensor
 from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, Window, iter_windows, pause_cuts
 from data.manifest import read_manifest
 from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
-from models.checkpoint import WEIGHTS_DIR, load_checkpoint
+from models.checkpoint import ADAPTATION, WEIGHTS_DIR, load_checkpoint
 from models.config import Modality, supported_modalities
 from models.decoding import DEFAULT_BEAM_SIZE, Decoder, DecodingOptions
 from models.dmf import AVSRModel
@@ -109,7 +109,7 @@ class Recognizer:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, metadata = load_checkpoint(name_or_path, device)
         if model.video_frontend is not None:
-            model.video_frontend.clip_norm = "adaptation" not in metadata if clip_norm is None else clip_norm
+            model.video_frontend.clip_norm = ADAPTATION not in metadata if clip_norm is None else clip_norm
         grid = GRID_DATA in str(metadata.get("data", ""))
         lm = GRID_LM if grid and GRID_LM.is_file() and lexicon_path(GRID_LM).is_file() else None
         return cls(model, str(name_or_path), lm)

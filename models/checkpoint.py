@@ -19,6 +19,7 @@ from models.dmf import AVSRModel, build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data: the bundled checkpoints
 BUNDLED_MODELS = KINDS  # bundled model names: one trained model per kind, at <name>.pt
+ADAPTATION = "adaptation"  # metadata key of a checkpoint `avsr adapt` wrote: how it was adapted
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
