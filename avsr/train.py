@@ -91,6 +91,7 @@ class TrainConfig:
     bf16: bool | None = None  # bf16 autocast; None: the faster on the device (`default_bf16`)
     init: str | None = None  # checkpoint of this model config whose weights start the run; all train
     init_visual: str | None = None  # checkpoint whose visual stem and trunk are copied and frozen
+    init_audio: str | None = None  # checkpoint whose audio stream (front end, blocks, head) starts this one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"model": self.model.to_dict()}
@@ -98,8 +99,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
-        # Runs stored before `init` existed had none.
-        data = {"init": None} | data
+        # Runs stored before `init` and `init_audio` existed had neither.
+        data = {"init": None, "init_audio": None} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
 
@@ -341,6 +342,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+AUDIO_STREAM = ("audio_frontend.", "audio_blocks.", "heads.audio.")  # what `--init-audio` copies
+
+
 def frozen_visual(frontend: VisualFrontEnd) -> list[nn.Module]:
     """The parts `--init-visual` copies and freezes: everything but the final projection."""
     return [frontend.stem, frontend.trunk[:-1]]
@@ -363,6 +367,27 @@ def copy_visual(model: AVSRModel, path: str | Path) -> None:
     for target, part in zip(frozen_visual(model.video_frontend), frozen_visual(source.video_frontend),
                             strict=True):
         target.load_state_dict(part.state_dict())
+
+
+def copy_audio(model: AVSRModel, path: str | Path) -> None:
+    """Load the audio front end, blocks and head of the model in checkpoint `path` into `model`'s.
+
+    They train on from there (e.g. a DMF's audio stream starts as a trained audio-only model, as
+    auto_avsr starts its audiovisual model from its audio and video ones); the checkpoint's model
+    must have an audio stream of the same width, depth and blocks.
+    """
+    source, _ = load_checkpoint(path)
+    if source.audio_blocks is None or model.audio_blocks is None:
+        raise ValueError(f"--init-audio needs an audio stream on both sides (audio, late or dmf models); "
+                         f"{path} is a {source.config.kind} model, this one {model.config.kind}")
+    differences = [f"{name} {getattr(source.config, name)} != {getattr(model.config, name)}"
+                   for name in ("d_model", "levels", "block")
+                   if getattr(source.config, name) != getattr(model.config, name)]
+    if differences:
+        raise ValueError(f"--init-audio {path}: its audio stream differs from this model's "
+                         f"({', '.join(differences)})")
+    stream = {name: value for name, value in source.state_dict().items() if name.startswith(AUDIO_STREAM)}
+    model.load_state_dict(stream, strict=False)
 
 
 @torch.inference_mode()
@@ -535,6 +560,8 @@ class Trainer:
             self.model.load_state_dict(initial_weights(config.init, config.model))
         if config.init_visual and state is None:
             copy_visual(self.model, config.init_visual)
+        if config.init_audio and state is None:
+            copy_audio(self.model, config.init_audio)
         if state is not None:
             self.model.load_state_dict(state["model"])
         self.model.to(device)
@@ -717,6 +744,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "(its architecture is used: --kind must match; --block, --d-model, --levels ignored)")
     parser.add_argument("--init-visual", type=Path, metavar="CKPT",
                         help="copy and freeze the visual stem and trunk of this trained model")
+    parser.add_argument("--init-audio", type=Path, metavar="CKPT",
+                        help="start the audio stream (front end, blocks, head) from this trained model's, "
+                        "e.g. an audio model of the same --d-model, and train it further")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
@@ -729,8 +759,10 @@ def main_from_args(args: argparse.Namespace) -> int:
     """Run `avsr train` from its parsed options; the exit status."""
     if args.init_visual is not None and args.kind == "audio":
         args.parser.error("--init-visual needs a model that sees; --kind audio has no visual front end")
-    if args.init is not None and args.init_visual is not None:
-        args.parser.error("--init and --init-visual exclude each other")
+    if args.init_audio is not None and args.kind not in ("dmf", "late", "audio"):
+        args.parser.error(f"--init-audio needs a model with an audio stream; --kind {args.kind} has none")
+    if args.init is not None and (args.init_visual is not None or args.init_audio is not None):
+        args.parser.error("--init excludes --init-visual and --init-audio")
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config
@@ -746,6 +778,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         init=None if args.init is None else str(args.init),
         init_visual=None if args.init_visual is None else str(args.init_visual),
+        init_audio=None if args.init_audio is None else str(args.init_audio),
     )
     train(config, args.manifest, args.cache, args.out, device=args.device, workers=args.workers,
           resume=args.resume)

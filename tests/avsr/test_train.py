@@ -6,6 +6,7 @@ import csv
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -203,12 +204,8 @@ def test_modality_dropout_blanks_one_stream_and_skips_its_loss(corpus):
     assert torch.equal(clean.video[0], train.pixels(centre))
 
 
-def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path, monkeypatch):
-    manifest, cache_dir = corpus
-    source = build_model(tiny().model)
-    for parameter in source.parameters():
-        torch.nn.init.normal_(parameter.data)
-    save_checkpoint(tmp_path / "start.pt", source, source.config)
+def record_starting_weights(monkeypatch) -> dict[str, torch.Tensor]:
+    """A dict that receives the model's weights as `Trainer.fit` starts."""
     started = {}
     original = train.Trainer.fit
 
@@ -217,6 +214,16 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
         original(self, workers)
 
     monkeypatch.setattr(train.Trainer, "fit", fit_and_record)
+    return started
+
+
+def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    source = build_model(tiny().model)
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter.data)
+    save_checkpoint(tmp_path / "start.pt", source, source.config)
+    started = record_starting_weights(monkeypatch)
     config = tiny(init=str(tmp_path / "start.pt"), epochs=1)
     model = train.train(config, manifest, cache_dir, tmp_path / "run")
 
@@ -232,3 +239,34 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "late", "--out",
                   str(tmp_path / "wrong"), "--init", str(tmp_path / "start.pt")])
+
+
+def test_init_audio_starts_the_audio_stream_from_an_audio_model(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    source = build_model(replace(tiny().model, kind="audio"))
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter.data)
+    save_checkpoint(tmp_path / "audio.pt", source, source.config)
+    started = record_starting_weights(monkeypatch)
+    model = train.train(tiny(init_audio=str(tmp_path / "audio.pt"), epochs=1), manifest, cache_dir,
+                        tmp_path / "run")
+
+    torch.manual_seed(0)
+    fresh = build_model(tiny().model).state_dict()  # the seeded weights the run had without it
+    copied = set(source.state_dict())
+    assert copied == {name for name in started if name.startswith(train.AUDIO_STREAM)}
+    for name, value in started.items():
+        torch.testing.assert_close(value, source.state_dict()[name] if name in copied else fresh[name],
+                                   msg=name)
+    assert not torch.equal(model.state_dict()["audio_blocks.0.gru.weight_hh_l0"],
+                           source.state_dict()["audio_blocks.0.gru.weight_hh_l0"])  # trained further
+
+    wide = build_model(replace(source.config, d_model=24))
+    save_checkpoint(tmp_path / "wide.pt", wide, wide.config)
+    with pytest.raises(ValueError, match="d_model 24 != 16"):
+        train.copy_audio(build_model(tiny().model), tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match="needs an audio stream"):
+        train.copy_audio(build_model(tiny(kind="early").model), tmp_path / "audio.pt")
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "video", "--out",
+                  str(tmp_path / "wrong"), "--init-audio", str(tmp_path / "audio.pt")])
