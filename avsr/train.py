@@ -43,7 +43,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from avsr.augment import AugmentConfig, blanked_stream, draw_flip, noisy, spec_augment
+from avsr.augment import AugmentConfig, Stream, blanked_stream, draw_flip, noisy, spec_augment
 from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, NoiseSpec, add_noise, condition_rng
@@ -92,6 +92,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint of this model config whose weights start the run; all train
     init_visual: str | None = None  # checkpoint whose visual stem and trunk are copied and frozen
     init_audio: str | None = None  # checkpoint whose audio stream (front end, blocks, head) starts this one
+    init_video: str | None = None  # checkpoint whose video stream starts this one (before `init_visual`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"model": self.model.to_dict()}
@@ -99,8 +100,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
-        # Runs stored before `init` and `init_audio` existed had neither.
-        data = {"init": None, "init_audio": None} | data
+        # Runs stored before `init`, `init_audio` and `init_video` existed had none of them.
+        data = {"init": None, "init_audio": None, "init_video": None} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
 
@@ -342,7 +343,16 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
-AUDIO_STREAM = ("audio_frontend.", "audio_blocks.", "heads.audio.")  # what `--init-audio` copies
+# What `--init-audio` and `--init-video` copy: a stream's front end, blocks and head (by weight
+# name), and the settings that shape them, which must be the same on both sides.
+STREAM_WEIGHTS: dict[Stream, tuple[str, ...]] = {
+    "audio": ("audio_frontend.", "audio_blocks.", "heads.audio."),
+    "video": ("video_frontend.", "video_blocks.", "heads.video."),
+}
+STREAM_SHAPE: dict[Stream, tuple[str, ...]] = {
+    "audio": ("d_model", "levels", "block"),
+    "video": ("d_model", "levels", "block", "crop_size", "visual_channels"),
+}
 
 
 def frozen_visual(frontend: VisualFrontEnd) -> list[nn.Module]:
@@ -369,25 +379,25 @@ def copy_visual(model: AVSRModel, path: str | Path) -> None:
         target.load_state_dict(part.state_dict())
 
 
-def copy_audio(model: AVSRModel, path: str | Path) -> None:
-    """Load the audio front end, blocks and head of the model in checkpoint `path` into `model`'s.
+def copy_stream(model: AVSRModel, path: str | Path, stream: Stream) -> None:
+    """Load the `stream` front end, blocks and head of the model in checkpoint `path` into `model`'s.
 
-    They train on from there (e.g. a DMF's audio stream starts as a trained audio-only model, as
-    auto_avsr starts its audiovisual model from its audio and video ones); the checkpoint's model
-    must have an audio stream of the same width, depth and blocks.
+    They train on from there: e.g. a DMF's streams start as trained audio-only and video-only
+    models of its width, as auto_avsr starts its audiovisual model from its audio and video ones.
     """
     source, _ = load_checkpoint(path)
-    if source.audio_blocks is None or model.audio_blocks is None:
-        raise ValueError(f"--init-audio needs an audio stream on both sides (audio, late or dmf models); "
-                         f"{path} is a {source.config.kind} model, this one {model.config.kind}")
+    if getattr(source, f"{stream}_blocks") is None or getattr(model, f"{stream}_blocks") is None:
+        raise ValueError(f"--init-{stream} needs a {stream} stream on both sides ({stream}, late or dmf "
+                         f"models); {path} is a {source.config.kind} model, this one {model.config.kind}")
     differences = [f"{name} {getattr(source.config, name)} != {getattr(model.config, name)}"
-                   for name in ("d_model", "levels", "block")
+                   for name in STREAM_SHAPE[stream]
                    if getattr(source.config, name) != getattr(model.config, name)]
     if differences:
-        raise ValueError(f"--init-audio {path}: its audio stream differs from this model's "
+        raise ValueError(f"--init-{stream} {path}: its {stream} stream differs from this model's "
                          f"({', '.join(differences)})")
-    stream = {name: value for name, value in source.state_dict().items() if name.startswith(AUDIO_STREAM)}
-    model.load_state_dict(stream, strict=False)
+    weights = {name: value for name, value in source.state_dict().items()
+               if name.startswith(STREAM_WEIGHTS[stream])}
+    model.load_state_dict(weights, strict=False)
 
 
 @torch.inference_mode()
@@ -558,10 +568,11 @@ class Trainer:
         self.model = build_model(config.model)
         if config.init and state is None:
             self.model.load_state_dict(initial_weights(config.init, config.model))
+        for stream, path in (("audio", config.init_audio), ("video", config.init_video)):
+            if path and state is None:
+                copy_stream(self.model, path, stream)
         if config.init_visual and state is None:
             copy_visual(self.model, config.init_visual)
-        if config.init_audio and state is None:
-            copy_audio(self.model, config.init_audio)
         if state is not None:
             self.model.load_state_dict(state["model"])
         self.model.to(device)
@@ -744,9 +755,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "(its architecture is used: --kind must match; --block, --d-model, --levels ignored)")
     parser.add_argument("--init-visual", type=Path, metavar="CKPT",
                         help="copy and freeze the visual stem and trunk of this trained model")
-    parser.add_argument("--init-audio", type=Path, metavar="CKPT",
-                        help="start the audio stream (front end, blocks, head) from this trained model's, "
-                        "e.g. an audio model of the same --d-model, and train it further")
+    for stream in STREAM_WEIGHTS:
+        parser.add_argument(f"--init-{stream}", type=Path, metavar="CKPT",
+                            help=f"start the {stream} stream (front end, blocks, head) from this trained "
+                            f"model's, e.g. a {stream} model of the same --d-model, and train it further")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
@@ -759,10 +771,13 @@ def main_from_args(args: argparse.Namespace) -> int:
     """Run `avsr train` from its parsed options; the exit status."""
     if args.init_visual is not None and args.kind == "audio":
         args.parser.error("--init-visual needs a model that sees; --kind audio has no visual front end")
-    if args.init_audio is not None and args.kind not in ("dmf", "late", "audio"):
-        args.parser.error(f"--init-audio needs a model with an audio stream; --kind {args.kind} has none")
-    if args.init is not None and (args.init_visual is not None or args.init_audio is not None):
-        args.parser.error("--init excludes --init-visual and --init-audio")
+    for stream in STREAM_WEIGHTS:
+        if getattr(args, f"init_{stream}") is not None and args.kind not in ("dmf", "late", stream):
+            args.parser.error(f"--init-{stream} needs a model with a {stream} stream; "
+                              f"--kind {args.kind} has none")
+    if args.init is not None and any(path is not None for path in
+                                     (args.init_visual, args.init_audio, args.init_video)):
+        args.parser.error("--init excludes --init-visual, --init-audio and --init-video")
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config
@@ -779,6 +794,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         init=None if args.init is None else str(args.init),
         init_visual=None if args.init_visual is None else str(args.init_visual),
         init_audio=None if args.init_audio is None else str(args.init_audio),
+        init_video=None if args.init_video is None else str(args.init_video),
     )
     train(config, args.manifest, args.cache, args.out, device=args.device, workers=args.workers,
           resume=args.resume)

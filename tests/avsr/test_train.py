@@ -241,32 +241,34 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
                   str(tmp_path / "wrong"), "--init", str(tmp_path / "start.pt")])
 
 
-def test_init_audio_starts_the_audio_stream_from_an_audio_model(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("stream", ["audio", "video"])
+def test_init_stream_starts_a_stream_from_a_single_stream_model(corpus, tmp_path, monkeypatch, stream):
     manifest, cache_dir = corpus
-    source = build_model(replace(tiny().model, kind="audio"))
+    source = build_model(replace(tiny().model, kind=stream))
     for parameter in source.parameters():
         torch.nn.init.normal_(parameter.data)
-    save_checkpoint(tmp_path / "audio.pt", source, source.config)
+    save_checkpoint(tmp_path / "source.pt", source, source.config)
     started = record_starting_weights(monkeypatch)
-    model = train.train(tiny(init_audio=str(tmp_path / "audio.pt"), epochs=1), manifest, cache_dir,
-                        tmp_path / "run")
+    config = tiny(epochs=1, **{f"init_{stream}": str(tmp_path / "source.pt")})
+    model = train.train(config, manifest, cache_dir, tmp_path / "run")
 
     torch.manual_seed(0)
     fresh = build_model(tiny().model).state_dict()  # the seeded weights the run had without it
     copied = set(source.state_dict())
-    assert copied == {name for name in started if name.startswith(train.AUDIO_STREAM)}
+    assert copied == {name for name in started if name.startswith(train.STREAM_WEIGHTS[stream])}
     for name, value in started.items():
         torch.testing.assert_close(value, source.state_dict()[name] if name in copied else fresh[name],
                                    msg=name)
-    assert not torch.equal(model.state_dict()["audio_blocks.0.gru.weight_hh_l0"],
-                           source.state_dict()["audio_blocks.0.gru.weight_hh_l0"])  # trained further
+    recurrent = f"{stream}_blocks.0.gru.weight_hh_l0"
+    assert not torch.equal(model.state_dict()[recurrent], source.state_dict()[recurrent])  # trained on
 
     wide = build_model(replace(source.config, d_model=24))
     save_checkpoint(tmp_path / "wide.pt", wide, wide.config)
     with pytest.raises(ValueError, match="d_model 24 != 16"):
-        train.copy_audio(build_model(tiny().model), tmp_path / "wide.pt")
-    with pytest.raises(ValueError, match="needs an audio stream"):
-        train.copy_audio(build_model(tiny(kind="early").model), tmp_path / "audio.pt")
+        train.copy_stream(build_model(tiny().model), tmp_path / "wide.pt", stream)
+    with pytest.raises(ValueError, match=f"needs a {stream} stream"):
+        train.copy_stream(build_model(tiny(kind="early").model), tmp_path / "source.pt", stream)
+    other = "video" if stream == "audio" else "audio"
     with pytest.raises(SystemExit):
-        cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "video", "--out",
-                  str(tmp_path / "wrong"), "--init-audio", str(tmp_path / "audio.pt")])
+        cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", other, "--out",
+                  str(tmp_path / "wrong"), f"--init-{stream}", str(tmp_path / "source.pt")])
