@@ -89,7 +89,8 @@ class TrainConfig:
     seed: int = 0
     dev_size: int = DEV_SIZE  # clips held out for the dev WER (see `split`)
     bf16: bool | None = None  # bf16 autocast; None: the faster on the device (`default_bf16`)
-    init: str | None = None  # checkpoint of this model config whose weights start the run; all train
+    init: str | None = None  # checkpoint of this model config whose weights start the run (all train
+    # unless `init_visual` copies the trunk again and freezes it)
     init_visual: str | None = None  # checkpoint whose visual stem and trunk are copied and frozen
     init_audio: str | None = None  # checkpoint whose audio stream (front end, blocks, head) starts this one
     init_video: str | None = None  # checkpoint whose video stream starts this one (before `init_visual`)
@@ -751,8 +752,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR's run from last.pt, with its stored settings")
     parser.add_argument("--init", type=Path, metavar="CKPT",
-                        help="start from this trained model's weights, all of them trained further "
-                        "(its architecture is used: --kind must match; --block, --d-model, --levels ignored)")
+                        help="start from this trained model's weights, all of them trained further unless "
+                        "--init-visual freezes the trunk (its architecture is used: --kind must match; "
+                        "--block, --d-model, --levels ignored)")
     parser.add_argument("--init-visual", type=Path, metavar="CKPT",
                         help="copy and freeze the visual stem and trunk of this trained model")
     for stream in STREAM_WEIGHTS:
@@ -775,9 +777,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         if getattr(args, f"init_{stream}") is not None and args.kind not in ("dmf", "late", stream):
             args.parser.error(f"--init-{stream} needs a model with a {stream} stream; "
                               f"--kind {args.kind} has none")
-    if args.init is not None and any(path is not None for path in
-                                     (args.init_visual, args.init_audio, args.init_video)):
-        args.parser.error("--init excludes --init-visual, --init-audio and --init-video")
+    if args.init is not None and (args.init_audio is not None or args.init_video is not None):
+        args.parser.error("--init excludes --init-audio and --init-video (it starts every stream)")
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config

@@ -272,3 +272,26 @@ def test_init_stream_starts_a_stream_from_a_single_stream_model(corpus, tmp_path
     with pytest.raises(SystemExit):
         cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", other, "--out",
                   str(tmp_path / "wrong"), f"--init-{stream}", str(tmp_path / "source.pt")])
+
+
+def test_init_with_init_visual_continues_a_frozen_trunk_run(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    trunk = build_model(replace(tiny().model, kind="video"))
+    save_checkpoint(tmp_path / "trunk.pt", trunk, trunk.config)
+    source = build_model(tiny().model)
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter.data)
+    save_checkpoint(tmp_path / "start.pt", source, source.config)
+    started = record_starting_weights(monkeypatch)
+    config = tiny(init=str(tmp_path / "start.pt"), init_visual=str(tmp_path / "trunk.pt"), epochs=1)
+    model = train.train(config, manifest, cache_dir, tmp_path / "run")
+
+    frozen = {f"video_frontend.{name}" for name in trunk.video_frontend.state_dict()
+              if not name.startswith(f"trunk.{len(trunk.video_frontend.trunk) - 1}.")}
+    for name, value in started.items():
+        expected = trunk.state_dict()[name] if name in frozen else source.state_dict()[name]
+        torch.testing.assert_close(value, expected, msg=name)
+    for name in frozen:
+        assert torch.equal(model.state_dict()[name], trunk.state_dict()[name]), name
+    assert not any(p.requires_grad for part in train.frozen_visual(model.video_frontend)
+                   for p in part.parameters())
