@@ -14,7 +14,9 @@ on a disjoint shard of every epoch; the first one evaluates and writes). With `-
 the visual stem and trunk come from a trained model and stay frozen; their pooled features are
 computed once per clip (centre crop and its mirror image), so a step costs only the audio
 front end and the temporal blocks. With `--init`, a run starts from a trained model of the
-same architecture and trains all of it (e.g. the trunk, end to end, after a frozen-trunk run).
+same architecture and trains all of it (e.g. the trunk, end to end, after a frozen-trunk run),
+or all but the trunk with `--init-visual`; `--init-audio` and `--init-video` start one stream
+(front end, blocks, head) from a trained model's, e.g. DMF's from single-stream models.
 """
 
 from __future__ import annotations
@@ -774,7 +776,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.init_visual is not None and args.kind == "audio":
         args.parser.error("--init-visual needs a model that sees; --kind audio has no visual front end")
     for stream in STREAM_WEIGHTS:
-        if getattr(args, f"init_{stream}") is not None and args.kind not in ("dmf", "late", stream):
+        if getattr(args, f"init_{stream}") is not None and stream not in supported_modalities(args.kind):
             args.parser.error(f"--init-{stream} needs a model with a {stream} stream; "
                               f"--kind {args.kind} has none")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
