@@ -6,7 +6,7 @@ CTC loss of the model's main head plus `aux_weight` times that of each auxiliary
 the dev split is decoded greedily and scored (WER). RUN_DIR receives, every epoch:
 
     last.pt     all it takes to resume: model, optimiser, schedule, RNG states, history
-    best.pt     the model of the lowest dev WER so far, a `models.checkpoint` file
+    best.pt     the model of the lowest dev WER so far (clean and in babble averaged, if it hears)
     log.csv, tb/, curves.png    training loss and dev WERs by epoch
 
 One process, or one per device under `torchrun --nproc_per_node N` (DDP: each process trains
@@ -453,6 +453,16 @@ def evaluate(
     return wers
 
 
+def selection_wer(wers: Mapping[str, float], main: Modality) -> float:
+    """What picks best.pt: the main head's dev WER, clean and at DEV_NOISE averaged where it hears.
+
+    A model that reads clean speech well but fails in babble is not the better one for a
+    recogniser meant to keep working in noise.
+    """
+    names = [f"wer_{main}"] + ([f"wer_{main}_{DEV_NOISE}"] if main != "video" else [])
+    return sum(wers[name] for name in names) / len(names)
+
+
 def rng_states() -> dict[str, Any]:
     """The global generators' states in types `torch.load(weights_only=True)` reads."""
     numpy_state = np.random.get_state(legacy=False)
@@ -602,7 +612,7 @@ class Trainer:
             self.optimizer, warmup_cosine(warmup, config.epochs * steps_per_epoch)
         )
         self.head_weights = head_weights(config.model.kind, config.aux_weight)
-        self.primary = f"wer_{supported_modalities(config.model.kind)[0]}"  # picks best.pt
+        self.main = supported_modalities(config.model.kind)[0]  # the head whose WER picks best.pt
         self.epoch, self.step, self.history, self.earlier_seconds = 0, 0, [], 0.0
         if state is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -640,9 +650,9 @@ class Trainer:
             self.procs.barrier()
         if writer is not None:
             writer.close()
-            best = min(self.history, key=lambda row: row[self.primary])
-            print(f"{self.epoch} epochs in {self.seconds / 60:.1f} min; best dev {self.primary} "
-                  f"{best[self.primary]:.4f} at epoch {best['epoch']} ({self.run_dir / BEST})")
+            best = min(self.history, key=lambda row: selection_wer(row, self.main))
+            print(f"{self.epoch} epochs in {self.seconds / 60:.1f} min; best dev wer_{self.main} "
+                  f"{best[f'wer_{self.main}']:.4f} at epoch {best['epoch']} ({self.run_dir / BEST})")
 
     def train_epoch(self, workers: int) -> float:
         """One pass over this process's shard of the epoch; the mean batch loss over all processes."""
@@ -679,7 +689,8 @@ class Trainer:
     def end_epoch(self, loss: float, epoch_start: float, writer: SummaryWriter | None) -> None:
         """Evaluate on the dev split, log, and write best.pt (when the dev WER improves) and last.pt."""
         wers = evaluate(self.model, self.dev_batcher, self.config, self.device)
-        improved = not self.history or wers[self.primary] < min(row[self.primary] for row in self.history)
+        improved = not self.history or selection_wer(wers, self.main) < min(
+            selection_wer(row, self.main) for row in self.history)
         row = {"epoch": self.epoch, "step": self.step, "train_loss": loss,
                "lr": self.schedule.get_last_lr()[0], **wers, "seconds": time.perf_counter() - epoch_start}
         self.history.append(row)
@@ -696,7 +707,7 @@ class Trainer:
                 self.model,
                 self.config.model,
                 epochs=self.epoch,
-                dev_wer=wers[self.primary],
+                dev_wer=wers[f"wer_{self.main}"],
                 dev_wers=wers,
                 train_seconds=self.seconds,
                 parameters=self.n_parameters,

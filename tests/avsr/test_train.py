@@ -295,3 +295,11 @@ def test_init_with_init_visual_continues_a_frozen_trunk_run(corpus, tmp_path, mo
         assert torch.equal(model.state_dict()[name], trunk.state_dict()[name]), name
     assert not any(p.requires_grad for part in train.frozen_visual(model.video_frontend)
                    for p in part.parameters())
+
+
+def test_best_checkpoint_weighs_the_noisy_dev_wer_where_the_model_hears():
+    steady = {"wer_av": 0.06, "wer_av_babble@0dB": 0.08, "wer_audio": 0.2, "wer_video": 0.1}
+    brittle = {"wer_av": 0.03, "wer_av_babble@0dB": 0.15, "wer_audio": 0.1, "wer_video": 0.1}
+    assert train.selection_wer(steady, "av") == pytest.approx(0.07)
+    assert train.selection_wer(steady, "av") < train.selection_wer(brittle, "av")
+    assert train.selection_wer({"wer_video": 0.12}, "video") == 0.12  # no noisy condition to read
