@@ -773,7 +773,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     for stream in STREAM_WEIGHTS:
         parser.add_argument(f"--init-{stream}", type=Path, metavar="CKPT",
                             help=f"start the {stream} stream (front end, blocks, head) from this trained "
-                            f"model's, e.g. a {stream} model of the same --d-model, and train it further")
+                            "model's, e.g. a single-stream model of the same --d-model, and train it further")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
