@@ -204,6 +204,13 @@ def test_modality_dropout_blanks_one_stream_and_skips_its_loss(corpus):
     assert torch.equal(clean.video[0], train.pixels(centre))
 
 
+def scrambled(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every weight redrawn from N(0, 1): unlike any seeded initialisation."""
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter.data)
+    return model
+
+
 def record_starting_weights(monkeypatch) -> dict[str, torch.Tensor]:
     """A dict that receives the model's weights as `Trainer.fit` starts."""
     started = {}
@@ -219,9 +226,7 @@ def record_starting_weights(monkeypatch) -> dict[str, torch.Tensor]:
 
 def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path, monkeypatch):
     manifest, cache_dir = corpus
-    source = build_model(tiny().model)
-    for parameter in source.parameters():
-        torch.nn.init.normal_(parameter.data)
+    source = scrambled(build_model(tiny().model))
     save_checkpoint(tmp_path / "start.pt", source, source.config)
     started = record_starting_weights(monkeypatch)
     config = tiny(init=str(tmp_path / "start.pt"), epochs=1)
@@ -244,9 +249,7 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
 @pytest.mark.parametrize("stream", ["audio", "video"])
 def test_init_stream_starts_a_stream_from_a_single_stream_model(corpus, tmp_path, monkeypatch, stream):
     manifest, cache_dir = corpus
-    source = build_model(replace(tiny().model, kind=stream))
-    for parameter in source.parameters():
-        torch.nn.init.normal_(parameter.data)
+    source = scrambled(build_model(replace(tiny().model, kind=stream)))
     save_checkpoint(tmp_path / "source.pt", source, source.config)
     started = record_starting_weights(monkeypatch)
     config = tiny(epochs=1, **{f"init_{stream}": str(tmp_path / "source.pt")})
@@ -278,9 +281,7 @@ def test_init_with_init_visual_continues_a_frozen_trunk_run(corpus, tmp_path, mo
     manifest, cache_dir = corpus
     trunk = build_model(replace(tiny().model, kind="video"))
     save_checkpoint(tmp_path / "trunk.pt", trunk, trunk.config)
-    source = build_model(tiny().model)
-    for parameter in source.parameters():
-        torch.nn.init.normal_(parameter.data)
+    source = scrambled(build_model(tiny().model))
     save_checkpoint(tmp_path / "start.pt", source, source.config)
     started = record_starting_weights(monkeypatch)
     config = tiny(init=str(tmp_path / "start.pt"), init_visual=str(tmp_path / "trunk.pt"), epochs=1)
