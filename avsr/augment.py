@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -24,7 +25,8 @@ class AugmentConfig:
     """How training clips are perturbed; evaluation uses none of it."""
 
     clean_prob: float = 0.25  # share of clips whose audio gets no noise
-    noise_kinds: tuple[str, ...] = BUILTIN_KINDS  # white, pink, babble: one drawn per noisy clip
+    noise_kinds: tuple[str, ...] = BUILTIN_KINDS  # white, pink, babble or noise files (folders):
+    # one drawn per noisy clip
     snr_db: tuple[float, float] = (-10.0, 20.0)  # dB, whole-clip SNR drawn uniformly in this range
     freq_masks: int = 2  # SpecAugment masks over mel bins, per clip
     freq_mask_bins: int = 15  # widest frequency mask, in mel bins (of 80)
@@ -37,6 +39,12 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
         self.snr_db = tuple(self.snr_db)
+        if not 0 <= self.clean_prob <= 1:
+            raise ValueError(f"the clean share must be between 0 and 1, got {self.clean_prob}")
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ValueError(f"snr_db must be (lowest, highest) dB, got {self.snr_db}")
+        if self.clean_prob < 1 and not self.noise_kinds:
+            raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
         if self.blank_audio_prob + self.blank_video_prob > 1:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
 
@@ -59,7 +67,8 @@ def noisy(
     """
     if rng.random() < config.clean_prob:
         return speech
-    kind = config.noise_kinds[rng.integers(len(config.noise_kinds))]
+    name = config.noise_kinds[rng.integers(len(config.noise_kinds))]
+    kind = name if name in BUILTIN_KINDS else Path(name)  # a file or folder, kept as str in configs
     spec = NoiseSpec(kind, float(rng.uniform(*config.snr_db)))
     return add_noise(speech, spec, rng, pool=pool, exclude=key)
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from avsr.augment import AugmentConfig, Stream, blanked_stream, draw_flip, noisy, spec_augment
 from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
 from data.manifest import Utterance, atomic_write, read_manifest
-from data.noise import BABBLE, NoiseSpec, add_noise, condition_rng
+from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, parse_noise, parse_snr
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import BLOCKS, KINDS, Kind, Modality, ModelConfig, supported_modalities
 from models.decoding import greedy_decode
@@ -753,6 +753,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
                         help=f"clips per step, over all processes (default: {defaults.batch_size})")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    augment = defaults.augment
+    parser.add_argument("--noise", default=",".join(augment.noise_kinds), metavar="LIST",
+                        help=f"noises mixed into the training clips' audio, one drawn per noisy clip: "
+                        f"{KINDS_HELP} (babble: of other training clips; default: %(default)s)")
+    parser.add_argument("--snr-range", default="{:g},{:g}".format(*augment.snr_db), metavar="LO,HI",
+                        help="dB: each noisy clip's SNR is drawn uniformly between LO and HI "
+                        "(default: %(default)s)")
+    parser.add_argument("--clean-prob", type=float, default=augment.clean_prob, metavar="P",
+                        help="share of training clips whose audio gets no noise, 0 to 1 "
+                        "(default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or depthwise convolution "
                         "(default: %(default)s)")
@@ -782,6 +792,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data-loader processes per training process (default: 0, in-process)")
 
 
+def snr_range(text: str) -> tuple[float, float]:
+    """Parse `--snr-range`, e.g. `-10,20`: the lowest and highest training SNR in dB."""
+    snrs = parse_snr(text)
+    if len(snrs) != 2 or None in snrs or snrs[0] > snrs[1]:
+        raise ValueError(f"--snr-range {text!r}: expected LO,HI in dB with LO <= HI, e.g. -10,20")
+    return snrs[0], snrs[1]
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     """Run `avsr train` from its parsed options; the exit status."""
     if args.init_visual is not None and args.kind == "audio":
@@ -792,6 +810,12 @@ def main_from_args(args: argparse.Namespace) -> int:
                               f"--kind {args.kind} has none")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
         args.parser.error("--init excludes --init-audio and --init-video (it starts every stream)")
+    try:
+        kinds = [kind if isinstance(kind, str) else str(kind.resolve()) for kind in parse_noise(args.noise)]
+        augment = AugmentConfig(clean_prob=args.clean_prob, noise_kinds=tuple(kinds),
+                                snr_db=snr_range(args.snr_range))
+    except ValueError as error:
+        args.parser.error(str(error))
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config
@@ -799,6 +823,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             args.parser.error(f"--init {args.init} is a {model.kind} model, not --kind {args.kind}")
     config = TrainConfig(
         model=model,
+        augment=augment,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

@@ -15,20 +15,22 @@ import torch
 import torch.multiprocessing as mp
 
 from avsr import cli, train
-from avsr.augment import AugmentConfig
+from avsr.augment import AugmentConfig, noisy
 from data.manifest import Utterance, read_manifest
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import ModelConfig
 from models.dmf import build_model
 from preprocessing import cache
-from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME
+from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from preprocessing.clip import Clip
 from preprocessing.mouth import MOUTH_SIZE
+from tests.media import tone, write_video
 
 FRAMES = 10  # per clip: 0.4 s, room for CTC to spell the short words below
 WORDS = ("bin", "lay", "set", "red", "blue")
 N_CLIPS = 10  # 8 train (babble needs 6 talkers besides the clip), 2 dev
 DEV_SIZE = 2
+HUM_HZ = 440  # a noise file's tone, whole cycles in any 1 s segment of it
 
 
 @pytest.fixture(autouse=True)
@@ -304,3 +306,24 @@ def test_best_checkpoint_weighs_the_noisy_dev_wer_where_the_model_hears():
     assert train.selection_wer(steady, "av") == pytest.approx(0.07)
     assert train.selection_wer(steady, "av") < train.selection_wer(brittle, "av")
     assert train.selection_wer({"wer_video": 0.12}, "video") == 0.12  # no noisy condition to read
+
+
+def test_training_noise_options_reach_the_augmentation(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    hum = write_video(tmp_path / "hum.avi", None, audio=tone(1.0, 0.0, 1.0, HUM_HZ))
+    configs = []
+    monkeypatch.setattr(train, "train", lambda config, *args, **kwargs: configs.append(config))
+    command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
+    assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range", "0,10", "--clean-prob", "0.5"]) == 0
+    assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
+                                               snr_db=(0.0, 10.0))
+    for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
+                ["--noise", str(tmp_path / "missing.wav")]):
+        with pytest.raises(SystemExit):
+            cli.main([*command, *bad])
+
+    speech = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    only_hum = replace(configs[0].augment, clean_prob=0.0, noise_kinds=(str(hum),), snr_db=(5.0, 5.0))
+    noise = noisy(speech, np.random.default_rng(1), only_hum, {}, "clip") - speech
+    assert np.argmax(np.abs(np.fft.rfft(noise))) == HUM_HZ  # 1 s of noise: bins are 1 Hz apart
+    assert 10 * np.log10(np.mean(speech**2) / np.mean(noise**2)) == pytest.approx(5.0, abs=0.01)
