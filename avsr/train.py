@@ -364,9 +364,12 @@ def frozen_visual(frontend: VisualFrontEnd) -> list[nn.Module]:
 
 
 def initial_weights(path: str | Path, config: ModelConfig) -> dict[str, Tensor]:
-    """The weights of the checkpoint `path`, whose model must be built as `config` describes."""
+    """The weights of the checkpoint `path`, whose model must be built as `config` describes.
+
+    Dropout may differ: it shapes no weight, so a run may continue a model with more or less of it.
+    """
     source, _ = load_checkpoint(path)
-    if source.config.to_dict() != config.to_dict():
+    if replace(source.config, dropout=config.dropout).to_dict() != config.to_dict():
         raise ValueError(f"--init {path}: its model differs from the one to train "
                          f"({source.config.to_dict()} != {config.to_dict()})")
     return source.state_dict()  # float32: `load_checkpoint` builds the model in full precision
@@ -769,6 +772,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
     parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",
                         help="blocks per stream")
+    parser.add_argument("--dropout", type=float, metavar="P",
+                        help=f"dropout in every block (default: {ModelConfig.dropout}, or --init's)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--dev-size", type=int, default=defaults.dev_size, metavar="N",
                         help="dev clips: of speaker s1 if the manifest has a speaker column, else of all")
@@ -821,6 +826,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         model = load_checkpoint(args.init)[0].config
         if model.kind != args.kind:
             args.parser.error(f"--init {args.init} is a {model.kind} model, not --kind {args.kind}")
+    if args.dropout is not None:
+        model = replace(model, dropout=args.dropout)
     config = TrainConfig(
         model=model,
         augment=augment,

@@ -243,6 +243,8 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
 
     with pytest.raises(ValueError, match="differs"):
         train.initial_weights(tmp_path / "start.pt", tiny(kind="late").model)
+    more_dropout = train.initial_weights(tmp_path / "start.pt", replace(tiny().model, dropout=0.3))
+    assert more_dropout.keys() == source.state_dict().keys()
     with pytest.raises(SystemExit):
         cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "late", "--out",
                   str(tmp_path / "wrong"), "--init", str(tmp_path / "start.pt")])
@@ -308,13 +310,15 @@ def test_best_checkpoint_weighs_the_noisy_dev_wer_where_the_model_hears():
     assert train.selection_wer({"wer_video": 0.12}, "video") == 0.12  # no noisy condition to read
 
 
-def test_training_noise_options_reach_the_augmentation(corpus, tmp_path, monkeypatch):
+def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     manifest, cache_dir = corpus
     hum = write_video(tmp_path / "hum.avi", None, audio=tone(1.0, 0.0, 1.0, HUM_HZ))
     configs = []
     monkeypatch.setattr(train, "train", lambda config, *args, **kwargs: configs.append(config))
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
-    assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range", "0,10", "--clean-prob", "0.5"]) == 0
+    assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range", "0,10", "--clean-prob", "0.5",
+                     "--dropout", "0.3"]) == 0
+    assert configs[0].model.dropout == 0.3
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
                                                snr_db=(0.0, 10.0))
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
