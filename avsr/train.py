@@ -761,8 +761,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"noises mixed into the training clips' audio, one drawn per noisy clip: "
                         f"{KINDS_HELP} (babble: of other training clips; default: %(default)s)")
     parser.add_argument("--snr-range", default="{:g},{:g}".format(*augment.snr_db), metavar="LO,HI",
-                        help="dB: each noisy clip's SNR is drawn uniformly between LO and HI "
-                        "(default: %(default)s)")
+                        help="dB: each noisy clip's SNR is drawn uniformly between LO and HI; write "
+                        "--snr-range=-5,20 when LO is negative (default: %(default)s)")
     parser.add_argument("--clean-prob", type=float, default=augment.clean_prob, metavar="P",
                         help="share of training clips whose audio gets no noise, 0 to 1 "
                         "(default: %(default)s)")
