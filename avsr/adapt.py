@@ -10,7 +10,8 @@ GRID talker misreads another. Adaptation starts from a trained checkpoint and
    L2 pull towards the starting weights, the guards against memorising a handful of clips.
 
 The step count and learning rate were chosen by cross-validation on GRID speaker s4 (`python -m
-avsr.bench.adapt`: 80 steps at 1e-3 beat 40, and 120 gain a little for 1.5x the time); the
+avsr.bench.adapt`: 80 steps beat 40, and 120 gain a little for 1.5x the time; for the bundled
+DMF trained with dropout 0.3, 2e-3 reached 35 % audiovisual WER where 1e-3 stayed at 43 %); the
 other settings are first guesses, not yet swept.
 The result is an ordinary checkpoint: every command that takes a model name takes its path.
 """
@@ -54,7 +55,7 @@ class AdaptConfig:
 
     parts: Part = "all"  # what is fine-tuned: all, the front ends, or the temporal blocks and heads
     steps: int = 80  # optimiser steps (each sees up to batch_size augmented clips)
-    lr: float = 1e-3  # peak learning rate, after a warm-up of a tenth of the steps, cosine to 0
+    lr: float = 2e-3  # peak learning rate, after a warm-up of a tenth of the steps, cosine to 0
     batch_size: int = 8  # clips per step, drawn in a seeded shuffle of the speaker's clips
     anchor: float = 1e-1  # weight of the squared distance to the starting weights (L2-SP; by CV)
     aux_weight: float = 0.5  # loss weight of the audio-only and video-only heads of a fusion model
