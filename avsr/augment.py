@@ -42,7 +42,7 @@ class AugmentConfig:
         if not 0 <= self.clean_prob <= 1:
             raise ValueError(f"the clean share must be between 0 and 1, got {self.clean_prob}")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
-            raise ValueError(f"snr_db must be (lowest, highest) dB, got {self.snr_db}")
+            raise ValueError(f"the training SNR range must be lowest, highest dB, got {self.snr_db}")
         if self.clean_prob < 1 and not self.noise_kinds:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
         if self.blank_audio_prob + self.blank_video_prob > 1:

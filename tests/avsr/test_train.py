@@ -244,7 +244,8 @@ def test_init_starts_from_a_trained_model_and_trains_all_of_it(corpus, tmp_path,
     with pytest.raises(ValueError, match="differs"):
         train.initial_weights(tmp_path / "start.pt", tiny(kind="late").model)
     more_dropout = train.initial_weights(tmp_path / "start.pt", replace(tiny().model, dropout=0.3))
-    assert more_dropout.keys() == source.state_dict().keys()
+    for name, value in source.state_dict().items():
+        assert torch.equal(more_dropout[name], value), name
     with pytest.raises(SystemExit):
         cli.main(["train", str(manifest), "--cache", str(cache_dir), "--kind", "late", "--out",
                   str(tmp_path / "wrong"), "--init", str(tmp_path / "start.pt")])
