@@ -70,7 +70,8 @@ def main() -> None:
         adapt_set = load_clip_set(train, args.manifest.parent, args.cache, progress=False)
         model, _ = load_checkpoint(args.model)
         _score(wers, "none", model, clip_set)
-        model.video_frontend.clip_norm = True
+        if model.video_frontend is not None:  # an audio-only model reads the same in every variant
+            model.video_frontend.clip_norm = True
         _score(wers, "clip", model, clip_set)
         model, _ = load_checkpoint(args.model)
         estimate_norm_stats(model, adapt_set.examples)
