@@ -51,6 +51,8 @@ def main() -> None:
                         help="step counts to score (each a separate adaptation run, from the start model)")
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
     parser.add_argument("--anchor", type=float, default=AdaptConfig.anchor)
+    parser.add_argument("--aux-weight", type=float, default=AdaptConfig.aux_weight,
+                        help="loss weight of a fusion model's audio-only and video-only heads")
     parser.add_argument("--no-norm-stats", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -59,7 +61,7 @@ def main() -> None:
     utterances = select(read_manifest(args.manifest), speakers=(args.speaker,))
     order = np.random.default_rng(FOLD_SEED).permutation(len(utterances))
     folds = np.array_split(order, args.folds)
-    config = AdaptConfig(parts=args.parts, lr=args.lr, anchor=args.anchor,
+    config = AdaptConfig(parts=args.parts, lr=args.lr, anchor=args.anchor, aux_weight=args.aux_weight,
                          norm_stats=not args.no_norm_stats)
     wers: dict[tuple, list[float]] = defaultdict(list)
     seconds, losses = [], []
