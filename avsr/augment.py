@@ -1,4 +1,5 @@
-"""Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, modality dropout.
+"""Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, modality dropout
+and mismatched lips.
 
 Every function draws from the generator it is given. Training seeds one per clip and epoch
 (`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
@@ -18,6 +19,8 @@ import torch
 from data.noise import BUILTIN_KINDS, NoiseSpec, add_noise
 
 Stream = Literal["audio", "video"]
+# What happens to one clip's streams in a fusion model: one blanked, or its lips another clip's.
+Perturbation = Literal["blank audio", "blank video", "other video"]
 
 
 @dataclass
@@ -35,6 +38,8 @@ class AugmentConfig:
     flip_prob: float = 0.5  # share of clips whose mouth crops are mirrored left-right
     blank_audio_prob: float = 0.2  # fusion models: share of clips whose audio is blanked (zeros)
     blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
+    other_video_prob: float = 0.0  # fusion models: share of clips that get another clip's lips and
+    # clean audio, so lips that disagree (as a new speaker's may) cannot outvote clear speech
 
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
@@ -45,8 +50,8 @@ class AugmentConfig:
             raise ValueError(f"the training SNR range must be lowest, highest dB, got {self.snr_db}")
         if self.clean_prob < 1 and not self.noise_kinds:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
-        if self.blank_audio_prob + self.blank_video_prob > 1:
-            raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
+        if self.blank_audio_prob + self.blank_video_prob + self.other_video_prob > 1:
+            raise ValueError("blank_audio_prob + blank_video_prob + other_video_prob must be at most 1")
 
 
 def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:
@@ -90,11 +95,15 @@ def spec_augment(features: torch.Tensor, rng: np.random.Generator, config: Augme
     return masked
 
 
-def blanked_stream(rng: np.random.Generator, config: AugmentConfig) -> Stream | None:
-    """Modality dropout for one clip of a fusion model: the stream to blank, or None; never both."""
+def perturbation(rng: np.random.Generator, config: AugmentConfig) -> Perturbation | None:
+    """Modality dropout or mismatched lips for one clip of a fusion model: at most one, or None."""
     draw = rng.random()
-    if draw < config.blank_audio_prob:
-        return "audio"
-    if draw < config.blank_audio_prob + config.blank_video_prob:
-        return "video"
+    for name, prob in (
+        ("blank audio", config.blank_audio_prob),
+        ("blank video", config.blank_video_prob),
+        ("other video", config.other_video_prob),
+    ):
+        if draw < prob:
+            return name
+        draw -= prob
     return None

@@ -45,7 +45,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from avsr.augment import AugmentConfig, Stream, blanked_stream, draw_flip, noisy, spec_augment
+from avsr.augment import AugmentConfig, Perturbation, Stream, draw_flip, noisy, perturbation, spec_augment
 from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, parse_noise, parse_snr
@@ -216,6 +216,23 @@ def load_examples(utterances: Sequence[Utterance], cache_dir: Path, progress: bo
     return examples
 
 
+# The heads whose loss a perturbed clip leaves out: those that read a blanked stream, and the
+# video head for lips of another clip (they say something else).
+LOSES: dict[Perturbation | None, tuple[str, ...]] = {
+    None: (),
+    "blank audio": ("audio",),
+    "blank video": ("video",),
+    "other video": ("video",),
+}
+
+
+def fit_length(frames: Tensor, length: int) -> Tensor:
+    """(length, ...) from (T, ...) `frames`: cut, or padded by repeating the last frame."""
+    if len(frames) >= length:
+        return frames[:length]
+    return torch.cat([frames, frames[-1:].expand(length - len(frames), *frames.shape[1:])])
+
+
 class Batcher:
     """Makes batches of a list of examples: augmented for training, or as they are for evaluation."""
 
@@ -239,17 +256,21 @@ class Batcher:
         self, indices: Sequence[int], epoch: int | None = None, noise: NoiseSpec | None = None
     ) -> Batch:
         """Clips `indices`, augmented as in `epoch`; or, without one, centred and clean or under `noise`."""
-        audio, video, blanked = [], [], []
+        audio, video, perturbed = [], [], []
         for index in indices:
             example = self.examples[index]
             rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
             fused = rng is not None and "av" in self.heads
-            blank = blanked_stream(rng, self.config.augment) if fused else None
+            change = perturbation(rng, self.config.augment) if fused else None
             if self.hears:
-                audio.append(self._audio(example, rng, noise, blank == "audio"))
+                audio.append(self._audio(example, rng, noise, change))
             if self.sees:
-                video.append(self._video(example, rng, blank == "video"))
-            blanked.append(blank)
+                if change == "other video":  # any clip but this one
+                    other = (index + 1 + int(rng.integers(len(self.examples) - 1))) % len(self.examples)
+                    video.append(fit_length(self._video(self.examples[other], rng, False), example.frames))
+                else:
+                    video.append(self._video(example, rng, change == "blank video"))
+            perturbed.append(change)
         targets = [torch.from_numpy(self.examples[index].target) for index in indices]
         return Batch(
             pad_sequence(audio, batch_first=True) if audio else None,
@@ -257,16 +278,18 @@ class Batcher:
             torch.tensor([self.examples[index].frames for index in indices]),
             pad_sequence(targets, batch_first=True, padding_value=BLANK),
             torch.tensor([len(target) for target in targets]),
-            {head: torch.tensor([float(blank != head) for blank in blanked]) for head in self.heads},
+            {head: torch.tensor([float(head not in LOSES[change]) for change in perturbed])
+             for head in self.heads},
         )
 
     def _audio(
-        self, example: Example, rng: np.random.Generator | None, noise: NoiseSpec | None, blank: bool
+        self, example: Example, rng: np.random.Generator | None, noise: NoiseSpec | None,
+        change: Perturbation | None,
     ) -> Tensor:
-        if blank:
+        if change == "blank audio":
             return torch.zeros(example.frames * AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS)
         waveform = example.audio
-        if rng is not None:
+        if rng is not None and change != "other video":  # mismatched lips come with clean speech
             waveform = noisy(waveform, rng, self.config.augment, self.pool, example.key)
         elif noise is not None:
             noise_rng = condition_rng(self.config.seed, "dev", noise, example.key)
@@ -766,6 +789,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-prob", type=float, default=augment.clean_prob, metavar="P",
                         help="share of training clips whose audio gets no noise, 0 to 1 "
                         "(default: %(default)s)")
+    parser.add_argument("--other-video-prob", type=float, default=augment.other_video_prob, metavar="P",
+                        help="fusion models: share of training clips given another clip's lips and clean "
+                        "audio, so mismatched lips cannot outvote clear speech (default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or depthwise convolution "
                         "(default: %(default)s)")
@@ -819,7 +845,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     try:
         kinds = [kind if isinstance(kind, str) else str(kind.resolve()) for kind in parse_noise(args.noise)]
         augment = AugmentConfig(clean_prob=args.clean_prob, noise_kinds=tuple(kinds),
-                                snr_db=snr_range(args.snr_range))
+                                snr_db=snr_range(args.snr_range), other_video_prob=args.other_video_prob)
     except ValueError as error:
         args.parser.error(str(error))
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)

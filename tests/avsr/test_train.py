@@ -206,6 +206,43 @@ def test_modality_dropout_blanks_one_stream_and_skips_its_loss(corpus):
     assert torch.equal(clean.video[0], train.pixels(centre))
 
 
+def test_other_lips_come_with_clean_audio_and_skip_the_video_loss(corpus):
+    manifest, cache_dir = corpus
+    examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
+    augment = AugmentConfig(clean_prob=0.0, blank_audio_prob=0.0, blank_video_prob=0.0, other_video_prob=1.0,
+                            time_masks=0, freq_masks=0, flip_prob=0.0)
+    config = tiny(augment=augment)
+    batcher = train.Batcher(examples, config, {example.key: example.audio for example in examples})
+    clips = range(len(examples))
+
+    batch = batcher(clips, epoch=1)
+    clean = batcher(clips)
+    assert torch.equal(batch.audio, clean.audio)  # every clip's speech as it is, though clean_prob is 0
+    for index in clips:
+        sources = [other for other in clips if _same_crop_source(batch.video[index], examples[other])]
+        assert sources and index not in sources  # a random crop of another clip's mouths
+    assert torch.equal(batch.weights["video"], torch.zeros(len(examples)))
+    assert torch.equal(batch.weights["audio"], torch.ones(len(examples)))
+    assert torch.equal(batch.weights["av"], torch.ones(len(examples)))
+
+
+def _same_crop_source(video: torch.Tensor, example: train.Example) -> bool:
+    """Whether (T, size, size) `video` is a crop of `example`'s mouths at some offset."""
+    size = video.shape[-1]
+    for top in range(MOUTH_SIZE - size + 1):
+        for left in range(MOUTH_SIZE - size + 1):
+            crop = example.mouths[:, top : top + size, left : left + size]
+            if torch.equal(video, train.pixels(crop)):
+                return True
+    return False
+
+
+def test_fit_length_cuts_or_repeats_the_last_frame():
+    frames = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(train.fit_length(frames, 2), frames[:2])
+    assert torch.equal(train.fit_length(frames, 5), torch.cat([frames, frames[2:].repeat(2, 1)]))
+
+
 def scrambled(model: torch.nn.Module) -> torch.nn.Module:
     """`model` with every weight redrawn from N(0, 1): unlike any seeded initialisation."""
     for parameter in model.parameters():
