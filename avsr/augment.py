@@ -50,8 +50,12 @@ class AugmentConfig:
             raise ValueError(f"the training SNR range must be lowest, highest dB, got {self.snr_db}")
         if self.clean_prob < 1 and not self.noise_kinds:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
-        if self.blank_audio_prob + self.blank_video_prob + self.other_video_prob > 1:
-            raise ValueError("blank_audio_prob + blank_video_prob + other_video_prob must be at most 1")
+        if self.blank_audio_prob + self.blank_video_prob > 1:
+            raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
+        left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
+        if not 0 <= self.other_video_prob <= left:
+            raise ValueError(f"the share of clips with another clip's lips must be between 0 and {left:g} "
+                             f"(the rest blank a stream), got {self.other_video_prob:g}")
 
 
 def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:

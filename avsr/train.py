@@ -289,8 +289,9 @@ class Batcher:
         if change == "blank audio":
             return torch.zeros(example.frames * AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS)
         waveform = example.audio
-        if rng is not None and change != "other video":  # mismatched lips come with clean speech
-            waveform = noisy(waveform, rng, self.config.augment, self.pool, example.key)
+        if rng is not None:
+            if change != "other video":  # mismatched lips come with clean speech
+                waveform = noisy(waveform, rng, self.config.augment, self.pool, example.key)
         elif noise is not None:
             noise_rng = condition_rng(self.config.seed, "dev", noise, example.key)
             waveform = add_noise(waveform, noise, noise_rng, pool=self.pool, exclude=example.key)

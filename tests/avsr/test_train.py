@@ -369,3 +369,10 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     noise = noisy(speech, np.random.default_rng(1), only_hum, {}, "clip") - speech
     assert np.argmax(np.abs(np.fft.rfft(noise))) == HUM_HZ  # 1 s of noise: bins are 1 Hz apart
     assert 10 * np.log10(np.mean(speech**2) / np.mean(noise**2)) == pytest.approx(5.0, abs=0.01)
+
+
+def test_the_shares_of_perturbed_clips_cannot_exceed_one():
+    with pytest.raises(ValueError, match="another clip's lips must be between 0 and 0.6"):
+        AugmentConfig(other_video_prob=0.7)
+    with pytest.raises(ValueError, match="at most 1"):
+        AugmentConfig(blank_audio_prob=0.6, blank_video_prob=0.6)
