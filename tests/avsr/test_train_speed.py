@@ -1,0 +1,26 @@
+"""`avsr.bench.train_speed`: it times real optimiser steps of the asked models and saves them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from avsr.bench import train_speed
+
+
+def test_times_and_profiles_the_asked_case_in_both_precisions(tmp_path, capsys) -> None:
+    out = tmp_path / "speed.json"
+    train_speed.main(["--json", str(out), "--cases", "audio", "--steps", "2", "--batch-size", "2",
+                      "--device", "cpu", "--profile"])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["case"], row["bf16"]) for row in rows] == [("audio", False), ("audio", True)]
+    assert all(len(row["seconds"]) == 2 and min(row["seconds"]) > 0 for row in rows)
+    assert all("aten::" in row["profile"] for row in rows)  # the operators of a real step
+    assert "| audio | audio | gru | mel | False |" in capsys.readouterr().out
+
+
+def test_refuses_an_unknown_case(tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        train_speed.main(["--json", str(tmp_path / "speed.json"), "--cases", "audio,dmf2"])
+    assert not (tmp_path / "speed.json").exists()
