@@ -794,7 +794,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fusion models: share of training clips given another clip's lips and clean "
                         "audio, so mismatched lips cannot outvote clear speech (default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
-                        help="temporal block: bidirectional GRU or depthwise convolution "
+                        help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
                         "(default: %(default)s)")
     parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
     parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 Kind = Literal["dmf", "early", "late", "audio", "video"]
-BlockKind = Literal["conv", "gru"]
+BlockKind = Literal["conv", "gru", "lstm"]
 Modality = Literal["av", "audio", "video"]
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -64,7 +64,7 @@ class ModelConfig:
         if self.d_model == 0:
             self.d_model = DEFAULT_D_MODEL[self.kind]
         if self.d_model % 2:
-            raise ValueError(f"d_model must be even (two GRU directions), got {self.d_model}")
+            raise ValueError(f"d_model must be even (two recurrent directions), got {self.d_model}")
         self.visual_channels = tuple(self.visual_channels)
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ WARMUP = 3  # steps before timing: allocator, cuDNN plans and autocast caches se
 CASES = (
     ("trunk", "video", "conv", False),
     ("dmf", "dmf", "gru", True),
+    ("dmf-lstm", "dmf", "lstm", True),
     ("late", "late", "gru", True),
     ("early", "early", "gru", True),
     ("audio", "audio", "gru", False),

@@ -92,3 +92,12 @@ def test_fused_loss_reaches_every_level_and_both_streams(block: str) -> None:
         blocks = fusion.proj.weight.grad.split(config.d_model, dim=1)
         assert len(blocks) == n_inputs
         assert all(block_grad.abs().sum() > 0 for block_grad in blocks), level
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_weights_are_named_after_their_cell(cell: str) -> None:
+    """Checkpoints name a block's recurrent weights by its cell ("...gru.weight_ih_l0"), as bundled."""
+    names = list(build_model(tiny_config(block=cell)).state_dict())
+    other = {"gru": "lstm", "lstm": "gru"}[cell]
+    assert any(name.endswith(f".{cell}.weight_ih_l0") for name in names)
+    assert not any(f".{other}." in name for name in names)
