@@ -26,17 +26,26 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from avsr.augment import AugmentConfig
-from avsr.train import Batcher, Example, TrainConfig, batch_loss, head_weights, load_examples, warmup_cosine
+from avsr.train import (
+    Batcher,
+    Example,
+    TrainConfig,
+    batch_loss,
+    head_weights,
+    load_examples,
+    optimizer_step,
+    warmup_cosine,
+)
 from data.manifest import Utterance
 from data.noise import BABBLE, BABBLE_TALKERS, condition_rng
 from models.checkpoint import ADAPTATION, load_checkpoint, save_checkpoint
 from models.dmf import AVSRModel
 from models.inputs import crop, pixels
-from models.precision import autocast, default_bf16
+from models.precision import default_bf16
 from models.tokenizer import encode
 from preprocessing.cache import Failure, build_cache
 
@@ -184,12 +193,16 @@ def fine_tune(
         estimate_norm_stats(model, examples)
     trainable = select_parameters(model, config.parts)
     start = [p.detach().clone() for p in trainable]
+
+    def penalty() -> Tensor:  # the L2 pull towards the starting weights
+        return config.anchor * sum(((p - p0) ** 2).sum() for p, p0 in zip(trainable, start, strict=True))
+
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(max(1, config.steps // 10), config.steps)
     )
     train_config = TrainConfig(model=model.config, augment=_augmentation(config.augment, len(examples)),
-                               seed=config.seed, bf16=bf16)
+                               seed=config.seed, bf16=bf16, grad_clip=config.grad_clip)
     pool = {example.key: example.audio for example in examples}  # babble of the speaker's own clips
     batcher = Batcher(examples, train_config, pool)
     weights = head_weights(model.config.kind, config.aux_weight)
@@ -202,15 +215,8 @@ def fine_tune(
         if len(order) < size:
             order += condition_rng(config.seed, "adapt-order", step).permutation(len(examples)).tolist()
         indices, order = order[:size], order[size:]
-        batch = batcher(indices, epoch=step).to(device)
-        with autocast(device, bf16):
-            outputs = model(batch.audio, batch.video, batch.lengths)
-        loss = batch_loss(outputs, batch, weights)
-        pull = sum(((p - p0) ** 2).sum() for p, p0 in zip(trainable, start, strict=True))
-        optimizer.zero_grad(set_to_none=True)
-        (loss + config.anchor * pull).backward()
-        nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        optimizer.step()
+        loss = optimizer_step(model, batcher(indices, epoch=step).to(device), optimizer, trainable,
+                              weights, train_config, penalty)
         schedule.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

@@ -348,6 +348,31 @@ def batch_loss(outputs: Mapping[str, Tensor], batch: Batch, weights: Mapping[str
     return total / len(batch.lengths)
 
 
+def optimizer_step(
+    net: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    trainable: Sequence[Tensor],
+    weights: Mapping[str, float],
+    config: TrainConfig,
+    penalty: Callable[[], Tensor] | None = None,
+) -> Tensor:
+    """One step on `batch` (already on the model's device): forward, loss, backward, clipping, update.
+
+    `penalty()`, if given, is added to the loss that is minimised (e.g. adaptation's pull towards
+    the starting weights). Returns the batch's weighted CTC loss alone, detached (reading it waits
+    for the device).
+    """
+    with autocast(batch.targets.device, config.bf16):
+        outputs = net(batch.audio, batch.video, batch.lengths)
+    loss = batch_loss(outputs, batch, weights)
+    optimizer.zero_grad(set_to_none=True)
+    (loss if penalty is None else loss + penalty()).backward()
+    nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     """The learning-rate factor of each step: linear up to 1 over `warmup_steps`, then a cosine to 0."""
 
@@ -698,17 +723,11 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {self.epoch}/{config.epochs}", unit="batch",
                    disable=not self.procs.main)
         for batch in bar:
-            batch = batch.to(device)
-            with autocast(device, config.bf16):
-                outputs = self.net(batch.audio, batch.video, batch.lengths)
-            loss = batch_loss(outputs, batch, self.head_weights)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
-            self.optimizer.step()
+            loss = optimizer_step(self.net, batch.to(device), self.optimizer, self.trainable,
+                                  self.head_weights, config)
             self.schedule.step()
             self.step += 1
-            totals += torch.stack([loss.detach().double(), totals.new_ones(())])
+            totals += torch.stack([loss.double(), totals.new_ones(())])
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         totals = self.procs.sum(totals)
         return float(totals[0] / totals[1])
@@ -819,7 +838,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
-                        help="bf16 autocast (default: on where faster: CUDA, CPU with conv blocks)")
+                        help="bf16 autocast (default: on where faster: CUDA, CPU with conv or LSTM blocks)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="data-loader processes per training process (default: 0, in-process)")
 

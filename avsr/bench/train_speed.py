@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from avsr.train import Batch, TrainConfig, batch_loss, build_optimizer, frozen_visual, head_weights
+from avsr.train import Batch, TrainConfig, build_optimizer, frozen_visual, head_weights, optimizer_step
 from models.config import ModelConfig, supported_modalities
 from models.dmf import AVSRModel, build_model
 from models.tokenizer import VOCAB_SIZE
@@ -71,21 +71,14 @@ def step_seconds(
     if pooled:
         for part in frozen_visual(model.video_frontend):
             part.requires_grad_(False)
-    config = TrainConfig(model=model.config, batch_size=args.batch_size)
+    config = TrainConfig(model=model.config, batch_size=args.batch_size, bf16=bf16)
     optimizer = build_optimizer(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     weights = head_weights(kind, config.aux_weight)
     batch = random_batch(model, args.batch_size, device, pooled)
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            outputs = model(batch.audio, batch.video, batch.lengths)
-        loss = batch_loss(outputs, batch, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-        optimizer.step()
-        loss.item()  # waits for the device, as the training loop's progress bar does
+    def step() -> None:  # waits for the device by reading the loss, as training's progress bar does
+        optimizer_step(model, batch, optimizer, trainable, weights, config).item()
 
     for _ in range(WARMUP):
         step()
