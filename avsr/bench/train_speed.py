@@ -4,8 +4,8 @@
 
 Times whole optimiser steps (forward, CTC losses of every head, backward, gradient clipping,
 AdamW) on random inputs shaped like a batch of GRID clips, as `avsr train` runs them: the
-front end (`trunk`) on mouth crops, the fusion models and the audio model on the frozen
-trunk's pooled features (`--init-visual`). Each case runs WARMUP steps, then the median of
+front end (`trunk`) on mouth crops, the fusion models on the frozen trunk's pooled features
+(`--init-visual`) and log-mel, the audio model on log-mel. Each case runs WARMUP steps, then the median of
 `--steps`, with bf16 autocast off and on. `--profile` adds the operators that took the most
 time in one step of each case (torch.profiler), to find what to speed up on a new device.
 No data files are read, so it runs anywhere `torch` does, e.g. on a lent GPU as it is.
