@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from avsr.augment import AugmentConfig
 from avsr.train import (
+    LOSS,
     Batcher,
     Example,
     TrainConfig,
@@ -216,7 +217,7 @@ def fine_tune(
             order += condition_rng(config.seed, "adapt-order", step).permutation(len(examples)).tolist()
         indices, order = order[:size], order[size:]
         loss = optimizer_step(model, batcher(indices, epoch=step).to(device), optimizer, trainable,
-                              weights, train_config, penalty)
+                              weights, train_config, penalty)[LOSS]
         schedule.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

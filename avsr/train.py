@@ -67,6 +67,8 @@ LAST = "last.pt"  # RUN_DIR file to resume from
 BEST = "best.pt"  # RUN_DIR file with the best model, for `models.checkpoint.load_checkpoint`
 LOG = "log.csv"
 CURVES = "curves.png"
+LOSS = "train_loss"  # log column: the weighted loss training minimises, mean over the epoch's batches
+LOSS_ = "train_loss_"  # + a head's name ("av", "audio", "video"): that head's own loss, unweighted
 TENSORBOARD = "tb"
 DEV_NOISE = NoiseSpec(BABBLE, 0.0)  # the noisy dev condition: babble at 0 dB SNR
 GRID_CREDIT = (
@@ -328,12 +330,12 @@ def head_weights(kind: Kind, aux_weight: float) -> dict[Modality, float]:
     return {head: 1.0 if head == heads[0] else aux_weight for head in heads}
 
 
-def batch_loss(outputs: Mapping[str, Tensor], batch: Batch, weights: Mapping[str, float]) -> Tensor:
-    """The heads' weighted CTC losses, per clip summed over characters and averaged over clips.
+def head_losses(outputs: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+    """Each head's CTC loss, per clip summed over characters and averaged over the batch's clips.
 
-    As `models.loss.ctc_loss`, but a clip's loss on a head that read a blanked stream is left out.
+    As `models.loss.ctc_loss`, but a clip's loss on a head that read a blanked stream counts as 0.
     """
-    total = outputs[next(iter(outputs))].new_zeros((), dtype=torch.float32)
+    losses = {}
     for head, log_probs in outputs.items():
         per_clip = F.ctc_loss(
             log_probs.float().transpose(0, 1),
@@ -344,8 +346,18 @@ def batch_loss(outputs: Mapping[str, Tensor], batch: Batch, weights: Mapping[str
             reduction="none",
             zero_infinity=True,
         )
-        total = total + weights[head] * (per_clip * batch.weights[head]).sum()
-    return total / len(batch.lengths)
+        losses[head] = (per_clip * batch.weights[head]).sum() / len(batch.lengths)
+    return losses
+
+
+def batch_loss(outputs: Mapping[str, Tensor], batch: Batch, weights: Mapping[str, float]) -> Tensor:
+    """The loss training minimises: the heads' losses (`head_losses`) weighted by `weights`."""
+    return weighted(head_losses(outputs, batch), weights)
+
+
+def weighted(losses: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """The sum of the heads' `losses`, each times its weight."""
+    return sum(weights[head] * loss for head, loss in losses.items())
 
 
 def optimizer_step(
@@ -356,21 +368,22 @@ def optimizer_step(
     weights: Mapping[str, float],
     config: TrainConfig,
     penalty: Callable[[], Tensor] | None = None,
-) -> Tensor:
+) -> dict[str, Tensor]:
     """One step on `batch` (already on the model's device): forward, loss, backward, clipping, update.
 
     `penalty()`, if given, is added to the loss that is minimised (e.g. adaptation's pull towards
-    the starting weights). Returns the batch's weighted CTC loss alone, detached (reading it waits
-    for the device).
+    the starting weights). Returns the batch's losses, detached (reading one waits for the device):
+    `LOSS`, the weighted CTC loss alone, and each head's as `LOSS_` + head.
     """
     with autocast(batch.targets.device, config.bf16):
         outputs = net(batch.audio, batch.video, batch.lengths)
-    loss = batch_loss(outputs, batch, weights)
+    heads = head_losses(outputs, batch)
+    loss = weighted(heads, weights)
     optimizer.zero_grad(set_to_none=True)
     (loss if penalty is None else loss + penalty()).backward()
     nn.utils.clip_grad_norm_(trainable, config.grad_clip)
     optimizer.step()
-    return loss.detach()
+    return {LOSS: loss.detach()} | {LOSS_ + head: value.detach() for head, value in heads.items()}
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -559,7 +572,10 @@ def write_log(run_dir: Path, history: Sequence[Mapping[str, float]]) -> None:
     figure = Figure(figsize=(11, 4), layout="constrained")
     loss_axes, wer_axes = figure.subplots(1, 2)
     epochs = [row["epoch"] for row in history]
-    loss_axes.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    for name in (column for column in columns if column.startswith(LOSS)):
+        label = "weighted sum" if name == LOSS else name.removeprefix(LOSS_)
+        loss_axes.plot(epochs, [row.get(name, math.nan) for row in history], marker="o", label=label)
+    loss_axes.legend()
     loss_axes.set(xlabel="epoch", ylabel="CTC loss per clip", title="training loss")
     for name in (column for column in columns if column.startswith("wer_")):
         wer_axes.plot(epochs, [row[name] for row in history], marker="o", label=name.removeprefix("wer_"))
@@ -696,9 +712,9 @@ class Trainer:
         while self.epoch < self.config.epochs:
             epoch_start = time.perf_counter()
             self.epoch += 1
-            loss = self.train_epoch(workers)
+            losses = self.train_epoch(workers)
             if self.procs.main:
-                self.end_epoch(loss, epoch_start, writer)
+                self.end_epoch(losses, epoch_start, writer)
             self.procs.barrier()
         if writer is not None:
             writer.close()
@@ -706,8 +722,9 @@ class Trainer:
             print(f"{self.epoch} epochs in {self.seconds / 60:.1f} min; best dev wer_{self.main} "
                   f"{best[f'wer_{self.main}']:.4f} at epoch {best['epoch']} ({self.run_dir / BEST})")
 
-    def train_epoch(self, workers: int) -> float:
-        """One pass over this process's shard of the epoch; the mean batch loss over all processes."""
+    def train_epoch(self, workers: int) -> dict[str, float]:
+        """One pass over this process's shard of the epoch; its losses (`optimizer_step`'s), each the
+        mean batch loss over all processes."""
         config, device = self.config, self.device
         # Dropout's draws: the same for a resumed run, and different in each process.
         dropout_rng = condition_rng(config.seed, "torch", self.epoch, self.procs.rank)
@@ -719,25 +736,28 @@ class Trainer:
             collate_fn=partial(self.train_batcher, epoch=self.epoch),
             num_workers=workers,
         )
-        totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed batch losses, batches
+        names = [LOSS, *(LOSS_ + head for head in self.head_weights)]
+        totals = torch.zeros(len(names) + 1, dtype=torch.float64, device=device)  # summed losses, batches
         bar = tqdm(loader, desc=f"epoch {self.epoch}/{config.epochs}", unit="batch",
                    disable=not self.procs.main)
         for batch in bar:
-            loss = optimizer_step(self.net, batch.to(device), self.optimizer, self.trainable,
-                                  self.head_weights, config)
+            losses = optimizer_step(self.net, batch.to(device), self.optimizer, self.trainable,
+                                    self.head_weights, config)
             self.schedule.step()
             self.step += 1
-            totals += torch.stack([loss.double(), totals.new_ones(())])
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            totals += torch.stack([*(losses[name].double() for name in names), totals.new_ones(())])
+            bar.set_postfix(loss=f"{losses[LOSS].item():.3f}", refresh=False)
         totals = self.procs.sum(totals)
-        return float(totals[0] / totals[1])
+        return {name: float(total / totals[-1]) for name, total in zip(names, totals, strict=False)}
 
-    def end_epoch(self, loss: float, epoch_start: float, writer: SummaryWriter | None) -> None:
+    def end_epoch(
+        self, losses: Mapping[str, float], epoch_start: float, writer: SummaryWriter | None
+    ) -> None:
         """Evaluate on the dev split, log, and write best.pt (when the dev WER improves) and last.pt."""
         wers = evaluate(self.model, self.dev_batcher, self.config, self.device)
         improved = not self.history or selection_wer(wers, self.main) < min(
             selection_wer(row, self.main) for row in self.history)
-        row = {"epoch": self.epoch, "step": self.step, "train_loss": loss,
+        row = {"epoch": self.epoch, "step": self.step, **losses,
                "lr": self.schedule.get_last_lr()[0], **wers, "seconds": time.perf_counter() - epoch_start}
         self.history.append(row)
         print("  ".join(f"{name} {value:.4g}" for name, value in row.items()))

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from avsr.train import Batch, TrainConfig, build_optimizer, frozen_visual, head_weights, optimizer_step
+from avsr.train import LOSS, Batch, TrainConfig, build_optimizer, frozen_visual, head_weights, optimizer_step
 from models.config import ModelConfig, supported_modalities
 from models.dmf import AVSRModel, build_model
 from models.tokenizer import VOCAB_SIZE
@@ -78,7 +78,7 @@ def step_seconds(
     batch = random_batch(model, args.batch_size, device, pooled)
 
     def step() -> None:  # waits for the device by reading the loss, as training's progress bar does
-        optimizer_step(model, batch, optimizer, trainable, weights, config).item()
+        optimizer_step(model, batch, optimizer, trainable, weights, config)[LOSS].item()
 
     for _ in range(WARMUP):
         step()

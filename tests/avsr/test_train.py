@@ -89,6 +89,11 @@ def test_a_run_writes_checkpoints_logs_and_curves(corpus, tmp_path):
     assert [int(row["epoch"]) for row in rows] == [1, 2]
     assert {"wer_av", "wer_audio", "wer_video", "wer_av_babble@0dB"} <= set(rows[0])
     assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    for row in rows:  # each head's own loss logged beside the weighted sum training minimises
+        heads = {head: float(row[f"train_loss_{head}"]) for head in ("av", "audio", "video")}
+        weighted = heads["av"] + 0.5 * (heads["audio"] + heads["video"])
+        assert float(row["train_loss"]) == pytest.approx(weighted, rel=1e-6)
+        assert all(loss > 0 for loss in heads.values())
     assert (run / train.CURVES).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert list((run / train.TENSORBOARD).glob("events.out.tfevents.*"))
     assert cli.main(argv) == 1  # refuses to start over the run without --resume
