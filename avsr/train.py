@@ -819,6 +819,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
                         help=f"clips per step, over all processes (default: {defaults.batch_size})")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight, metavar="W",
+                        help="DMF and late fusion: loss weight of the audio-only and video-only heads, "
+                        "against 1 for the audiovisual one (default: %(default)s)")
     augment = defaults.augment
     parser.add_argument("--noise", default=",".join(augment.noise_kinds), metavar="LIST",
                         help=f"noises mixed into the training clips' audio, one drawn per noisy clip: "
@@ -901,6 +904,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        aux_weight=args.aux_weight,
         seed=args.seed,
         dev_size=args.dev_size,
         bf16=args.bf16,
