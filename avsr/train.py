@@ -748,7 +748,7 @@ class Trainer:
             totals += torch.stack([*(losses[name].double() for name in names), totals.new_ones(())])
             bar.set_postfix(loss=f"{losses[LOSS].item():.3f}", refresh=False)
         totals = self.procs.sum(totals)
-        return {name: float(total / totals[-1]) for name, total in zip(names, totals, strict=False)}
+        return {name: float(total / totals[-1]) for name, total in zip(names, totals[:-1], strict=True)}
 
     def end_epoch(
         self, losses: Mapping[str, float], epoch_start: float, writer: SummaryWriter | None
