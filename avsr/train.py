@@ -832,6 +832,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clean-prob", type=float, default=augment.clean_prob, metavar="P",
                         help="share of training clips whose audio gets no noise, 0 to 1 "
                         "(default: %(default)s)")
+    for stream in ("audio", "video"):
+        parser.add_argument(f"--blank-{stream}-prob", type=float, metavar="P",
+                            default=getattr(augment, f"blank_{stream}_prob"),
+                            help=f"fusion models: share of training clips whose {stream} is blanked "
+                            "(modality dropout; default: %(default)s)")
     parser.add_argument("--other-video-prob", type=float, default=augment.other_video_prob, metavar="P",
                         help="fusion models: share of training clips given another clip's lips and clean "
                         "audio, so mismatched lips cannot outvote clear speech (default: %(default)s)")
@@ -887,8 +892,11 @@ def main_from_args(args: argparse.Namespace) -> int:
         args.parser.error("--init excludes --init-audio and --init-video (it starts every stream)")
     try:
         kinds = [kind if isinstance(kind, str) else str(kind.resolve()) for kind in parse_noise(args.noise)]
-        augment = AugmentConfig(clean_prob=args.clean_prob, noise_kinds=tuple(kinds),
-                                snr_db=snr_range(args.snr_range), other_video_prob=args.other_video_prob)
+        augment = AugmentConfig(
+            clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
+            blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
+            other_video_prob=args.other_video_prob,
+        )
     except ValueError as error:
         args.parser.error(str(error))
     model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)

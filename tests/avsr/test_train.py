@@ -360,11 +360,12 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train", lambda config, *args, **kwargs: configs.append(config))
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
-                     "--dropout", "0.3", "--aux-weight", "1"]) == 0
+                     "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4"]) == 0
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
-                                               snr_db=(-5.0, 10.0))
+                                               snr_db=(-5.0, 10.0), blank_video_prob=0.4)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
+                ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
             cli.main([*command, *bad])
