@@ -1,5 +1,5 @@
-"""Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, modality dropout
-and mismatched lips.
+"""Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, speaking-rate
+(tempo) perturbation, modality dropout and mismatched lips.
 
 Every function draws from the generator it is given. Training seeds one per clip and epoch
 (`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
@@ -36,6 +36,8 @@ class AugmentConfig:
     time_masks: int = 2  # SpecAugment masks over time, per clip
     time_mask_frames: int = 20  # widest time mask, in log-mel frames (200 ms)
     flip_prob: float = 0.5  # share of clips whose mouth crops are mirrored left-right
+    tempo: tuple[float, float] = (1.0, 1.0)  # speaking-rate factors (>1: faster): both streams of a
+    # clip are resampled in time by one drawn log-uniformly in this range; (1, 1) draws none
     blank_audio_prob: float = 0.2  # fusion models: share of clips whose audio is blanked (zeros)
     blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
     other_video_prob: float = 0.0  # fusion models: share of clips that get another clip's lips and
@@ -44,12 +46,15 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
         self.snr_db = tuple(self.snr_db)
+        self.tempo = tuple(self.tempo)
         if not 0 <= self.clean_prob <= 1:
             raise ValueError(f"the clean share must be between 0 and 1, got {self.clean_prob}")
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             raise ValueError(f"the training SNR range must be lowest, highest dB, got {self.snr_db}")
         if self.clean_prob < 1 and not self.noise_kinds:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
+        if len(self.tempo) != 2 or not 0 < self.tempo[0] <= self.tempo[1]:
+            raise ValueError(f"the tempo range must be lowest, highest factor above 0, got {self.tempo}")
         if self.blank_audio_prob + self.blank_video_prob > 1:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
         left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
@@ -61,6 +66,21 @@ class AugmentConfig:
 def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:
     """Whether to mirror one clip's mouth crops."""
     return bool(rng.random() < config.flip_prob)
+
+
+def draw_tempo(rng: np.random.Generator, config: AugmentConfig) -> float:
+    """One clip's speaking-rate factor (>1: faster), log-uniform in `config.tempo`; 1 draws nothing."""
+    low, high = config.tempo
+    if low == high == 1:
+        return 1.0
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def stretch(frames: torch.Tensor, length: int) -> torch.Tensor:
+    """(length, ...) from (T, ...) `frames`, resampled linearly in time: a slower or faster clip."""
+    flat = frames.reshape(len(frames), -1).T[None].float()  # (1, features, T)
+    resampled = torch.nn.functional.interpolate(flat, size=length, mode="linear", align_corners=False)
+    return resampled[0].T.reshape(length, *frames.shape[1:]).to(frames.dtype)
 
 
 def noisy(

@@ -1,7 +1,7 @@
 """`avsr train`: fit a model of any kind to a manifest's cached clips, robust to noise.
 
 Every epoch visits each training clip once in a seeded random order, augmented (`avsr.augment`:
-crop and flip, noise, SpecAugment, and for fusion models modality dropout), and minimises the
+crop and flip, noise, SpecAugment, tempo, and for fusion models modality dropout), and minimises the
 CTC loss of the model's main head plus `aux_weight` times that of each auxiliary head; then
 the dev split is decoded greedily and scored (WER). RUN_DIR receives, every epoch:
 
@@ -45,7 +45,17 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from avsr.augment import AugmentConfig, Perturbation, Stream, draw_flip, noisy, perturbation, spec_augment
+from avsr.augment import (
+    AugmentConfig,
+    Perturbation,
+    Stream,
+    draw_flip,
+    draw_tempo,
+    noisy,
+    perturbation,
+    spec_augment,
+    stretch,
+)
 from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, parse_noise, parse_snr
@@ -228,6 +238,9 @@ LOSES: dict[Perturbation | None, tuple[str, ...]] = {
 }
 
 
+STREAM_FRAMES = {"audio": AUDIO_FRAMES_PER_VIDEO_FRAME, "video": 1}  # a stream's frames per video frame
+
+
 def fit_length(frames: Tensor, length: int) -> Tensor:
     """(length, ...) from (T, ...) `frames`: cut, or padded by repeating the last frame."""
     if len(frames) >= length:
@@ -258,26 +271,36 @@ class Batcher:
         self, indices: Sequence[int], epoch: int | None = None, noise: NoiseSpec | None = None
     ) -> Batch:
         """Clips `indices`, augmented as in `epoch`; or, without one, centred and clean or under `noise`."""
-        audio, video, perturbed = [], [], []
+        audio, video, lengths, perturbed = [], [], [], []
         for index in indices:
             example = self.examples[index]
             rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
             fused = rng is not None and "av" in self.heads
             change = perturbation(rng, self.config.augment) if fused else None
+            clip = {}  # this clip's streams, (frames, ...) each
             if self.hears:
-                audio.append(self._audio(example, rng, noise, change))
+                clip["audio"] = self._audio(example, rng, noise, change)
             if self.sees:
                 if change == "other video":  # any clip but this one
                     other = (index + 1 + int(rng.integers(len(self.examples) - 1))) % len(self.examples)
-                    video.append(fit_length(self._video(self.examples[other], rng, False), example.frames))
+                    clip["video"] = fit_length(self._video(self.examples[other], rng, False), example.frames)
                 else:
-                    video.append(self._video(example, rng, change == "blank video"))
+                    clip["video"] = self._video(example, rng, change == "blank video")
+            tempo = 1.0 if rng is None else draw_tempo(rng, self.config.augment)
+            frames = max(1, round(example.frames / tempo))
+            if tempo != 1:
+                clip = {name: stretch(stream, frames * STREAM_FRAMES[name]) for name, stream in clip.items()}
+            if self.hears:
+                audio.append(clip["audio"])
+            if self.sees:
+                video.append(clip["video"])
+            lengths.append(frames)
             perturbed.append(change)
         targets = [torch.from_numpy(self.examples[index].target) for index in indices]
         return Batch(
             pad_sequence(audio, batch_first=True) if audio else None,
             pad_sequence(video, batch_first=True) if video else None,
-            torch.tensor([self.examples[index].frames for index in indices]),
+            torch.tensor(lengths),
             pad_sequence(targets, batch_first=True, padding_value=BLANK),
             torch.tensor([len(target) for target in targets]),
             {head: torch.tensor([float(head not in LOSES[change]) for change in perturbed])
@@ -840,6 +863,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--other-video-prob", type=float, default=augment.other_video_prob, metavar="P",
                         help="fusion models: share of training clips given another clip's lips and clean "
                         "audio, so mismatched lips cannot outvote clear speech (default: %(default)s)")
+    parser.add_argument("--tempo", default="{:g},{:g}".format(*augment.tempo), metavar="LO,HI",
+                        help="speaking-rate perturbation: each training clip's audio features and video "
+                        "are resampled in time by a factor drawn log-uniformly between LO and HI, e.g. "
+                        "0.9,1.1 (>1: faster; default: %(default)s, none)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
                         "(default: %(default)s)")
@@ -880,6 +907,15 @@ def snr_range(text: str) -> tuple[float, float]:
     return snrs[0], snrs[1]
 
 
+def tempo_range(text: str) -> tuple[float, float]:
+    """Parse `--tempo`, e.g. `0.9,1.1`: the lowest and highest speaking-rate factor."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--tempo {text!r}: expected LO,HI factors, e.g. 0.9,1.1") from None
+    return low, high
+
+
 def main_from_args(args: argparse.Namespace) -> int:
     """Run `avsr train` from its parsed options; the exit status."""
     if args.init_visual is not None and args.kind == "audio":
@@ -895,7 +931,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         augment = AugmentConfig(
             clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
             blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
-            other_video_prob=args.other_video_prob,
+            other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
         )
     except ValueError as error:
         args.parser.error(str(error))

@@ -15,7 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from avsr import cli, train
-from avsr.augment import AugmentConfig, noisy
+from avsr.augment import AugmentConfig, noisy, stretch
 from data.manifest import Utterance, read_manifest
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import ModelConfig
@@ -242,6 +242,39 @@ def _same_crop_source(video: torch.Tensor, example: train.Example) -> bool:
     return False
 
 
+def test_tempo_resamples_both_streams_of_a_clip_alike(corpus):
+    manifest, cache_dir = corpus
+    examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
+    augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
+                            freq_masks=0, flip_prob=0.0, tempo=(0.5, 2.0))
+    batcher = train.Batcher(examples, tiny(augment=augment), {})
+    clips = range(len(examples))
+
+    plain = batcher(clips)
+    for epoch in (1, 2):
+        batch = batcher(clips, epoch=epoch)
+        assert not torch.equal(batch.lengths, plain.lengths)  # some clip made faster or slower
+        assert batch.audio.shape[1] == 4 * batch.lengths.max() and batch.video.shape[1] == batch.lengths.max()
+        for index, frames in enumerate(batch.lengths.tolist()):
+            assert 0.5 <= plain.lengths[index] / frames <= 2.0
+            assert batch.audio[index, 4 * frames :].abs().sum() == 0  # padding only after its length
+            # a stretch keeps the clip's mean level: the same sound and lips, at another rate
+            original = plain.audio[index, : 4 * plain.lengths[index]]
+            torch.testing.assert_close(batch.audio[index, : 4 * frames].mean(), original.mean(),
+                                       atol=0.05, rtol=0.05)
+    untouched = train.Batcher(examples, tiny(augment=replace(augment, tempo=(1.0, 1.0))), {})
+    assert torch.equal(untouched(clips, epoch=1).lengths, plain.lengths)
+
+
+def test_stretch_resamples_in_time():
+    ramp = torch.arange(8.0).repeat_interleave(2).reshape(8, 2, 1)  # (T, 2, 1): a line in time
+    fast, slow = stretch(ramp, 4), stretch(ramp, 16)
+    assert fast.shape == (4, 2, 1) and slow.shape == (16, 2, 1)
+    assert torch.all(fast[1:] > fast[:-1]) and torch.all(slow[1:] >= slow[:-1])
+    assert fast[0, 0, 0] > ramp[0, 0, 0] and fast[-1, 0, 0] < ramp[-1, 0, 0]  # each a mean of a span
+    assert torch.equal(stretch(ramp, 8), ramp)
+
+
 def test_fit_length_cuts_or_repeats_the_last_frame():
     frames = torch.arange(6.0).reshape(3, 2)
     assert torch.equal(train.fit_length(frames, 2), frames[:2])
@@ -360,12 +393,14 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train", lambda config, *args, **kwargs: configs.append(config))
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
-                     "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4"]) == 0
+                     "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
+                     "--tempo", "0.9,1.1"]) == 0
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
-                                               snr_db=(-5.0, 10.0), blank_video_prob=0.4)
+                                               snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1))
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
-                ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"],
+                ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
+                ["--tempo", "fast"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
             cli.main([*command, *bad])
