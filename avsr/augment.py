@@ -1,5 +1,5 @@
 """Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, speaking-rate
-(tempo) perturbation, modality dropout and mismatched lips.
+(tempo) perturbation, dropped visual feature channels, modality dropout and mismatched lips.
 
 Every function draws from the generator it is given. Training seeds one per clip and epoch
 (`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
@@ -38,6 +38,9 @@ class AugmentConfig:
     flip_prob: float = 0.5  # share of clips whose mouth crops are mirrored left-right
     tempo: tuple[float, float] = (1.0, 1.0)  # speaking-rate factors (>1: faster): both streams of a
     # clip are resampled in time by one drawn log-uniformly in this range; (1, 1) draws none
+    feature_dropout: float = 0.0  # models on a frozen visual trunk: share of its pooled feature
+    # channels zeroed in all of a clip's frames (the rest scaled up), so the visual stream cannot
+    # memorise the few fixed feature sequences of each training clip
     blank_audio_prob: float = 0.2  # fusion models: share of clips whose audio is blanked (zeros)
     blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
     other_video_prob: float = 0.0  # fusion models: share of clips that get another clip's lips and
@@ -55,6 +58,8 @@ class AugmentConfig:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
         if len(self.tempo) != 2 or not 0 < self.tempo[0] <= self.tempo[1]:
             raise ValueError(f"the tempo range must be lowest, highest factor above 0, got {self.tempo}")
+        if not 0 <= self.feature_dropout < 1:
+            raise ValueError(f"the feature dropout must be in [0, 1), got {self.feature_dropout}")
         if self.blank_audio_prob + self.blank_video_prob > 1:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
         left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
@@ -81,6 +86,18 @@ def stretch(frames: torch.Tensor, length: int) -> torch.Tensor:
     flat = frames.reshape(len(frames), -1).T[None].float()  # (1, features, T)
     resampled = torch.nn.functional.interpolate(flat, size=length, mode="linear", align_corners=False)
     return resampled[0].T.reshape(length, *frames.shape[1:]).to(frames.dtype)
+
+
+def drop_channels(features: torch.Tensor, rng: np.random.Generator, config: AugmentConfig) -> torch.Tensor:
+    """(frames, channels) features with a random `feature_dropout` share of channels zeroed in every
+    frame and the rest scaled by 1 / (1 - share), which keeps their expected value; 0 draws nothing.
+
+    One mask for the whole clip (variational dropout): masks drawn per frame average out over time.
+    """
+    if config.feature_dropout == 0:
+        return features
+    keep = rng.random(features.shape[-1]) >= config.feature_dropout
+    return features * torch.from_numpy(keep / (1 - config.feature_dropout)).to(features.dtype)
 
 
 def noisy(

@@ -51,6 +51,7 @@ from avsr.augment import (
     Stream,
     draw_flip,
     draw_tempo,
+    drop_channels,
     noisy,
     perturbation,
     spec_augment,
@@ -328,7 +329,8 @@ class Batcher:
         if example.pooled is not None:
             if blank:
                 return torch.from_numpy(self.blank_pooled).expand(example.frames, -1)
-            return torch.from_numpy(example.pooled[int(flip)])
+            pooled = torch.from_numpy(example.pooled[int(flip)])
+            return pooled if rng is None else drop_channels(pooled, rng, self.config.augment)
         size = self.config.model.crop_size
         if blank:
             return torch.zeros(example.frames, size, size)
@@ -867,6 +869,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speaking-rate perturbation: each training clip's audio features and video "
                         "are resampled in time by a factor drawn log-uniformly between LO and HI, e.g. "
                         "0.9,1.1 (>1: faster; default: %(default)s, none)")
+    parser.add_argument("--feature-dropout", type=float, default=augment.feature_dropout, metavar="P",
+                        help="with --init-visual: share of the frozen trunk's feature channels zeroed in "
+                        "all frames of a training clip, a new draw per clip and epoch, so the visual "
+                        "stream cannot memorise its clips' fixed features (default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
                         "(default: %(default)s)")
@@ -924,6 +930,8 @@ def main_from_args(args: argparse.Namespace) -> int:
         if getattr(args, f"init_{stream}") is not None and stream not in supported_modalities(args.kind):
             args.parser.error(f"--init-{stream} needs a model with a {stream} stream; "
                               f"--kind {args.kind} has none")
+    if args.feature_dropout and args.init_visual is None:
+        args.parser.error("--feature-dropout drops channels of a frozen trunk's features: add --init-visual")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
         args.parser.error("--init excludes --init-audio and --init-video (it starts every stream)")
     try:
@@ -932,6 +940,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
             blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
             other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
+            feature_dropout=args.feature_dropout,
         )
     except ValueError as error:
         args.parser.error(str(error))

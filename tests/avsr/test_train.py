@@ -266,6 +266,39 @@ def test_tempo_resamples_both_streams_of_a_clip_alike(corpus):
     assert torch.equal(untouched(clips, epoch=1).lengths, plain.lengths)
 
 
+def test_feature_dropout_zeroes_whole_channels_of_the_frozen_features(corpus):
+    manifest, cache_dir = corpus
+    examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
+    channels = 64
+    rng = np.random.default_rng(0)
+    for example in examples:  # stand-ins for a frozen trunk's features: positive, as after a ReLU
+        example.pooled = rng.uniform(0.5, 1.5, (2, example.frames, channels)).astype(np.float32)
+    augment = AugmentConfig(blank_audio_prob=0.0, blank_video_prob=0.0, flip_prob=0.0, feature_dropout=0.5)
+    batcher = train.Batcher(examples, tiny(augment=augment), {e.key: e.audio for e in examples},
+                            blank_pooled=np.zeros(channels, np.float32))
+    clips = range(len(examples))
+
+    batch = batcher(clips, epoch=1)
+    dropped = []
+    for index, example in enumerate(examples):
+        scale = batch.video[index] / torch.from_numpy(example.pooled[0])  # (frames, channels)
+        assert torch.allclose(scale, scale[:1].expand_as(scale))  # one mask for all frames
+        assert set(scale[0].tolist()) <= {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - 0.5)
+        dropped.append(int((scale[0] == 0).sum()))
+    assert 0.3 * channels < np.mean(dropped) < 0.7 * channels
+    assert not torch.equal(batcher(clips, epoch=2).video, batch.video)  # a new draw every epoch
+    assert torch.equal(batcher(clips, epoch=1).video, batch.video)  # the same draw in a resumed run
+    clean = batcher(clips)  # evaluation: the features as they are
+    for index, example in enumerate(examples):
+        assert torch.equal(clean.video[index], torch.from_numpy(example.pooled[0]))
+
+    with pytest.raises(SystemExit):  # no frozen trunk, no features to drop
+        cli.main(["train", str(manifest), "--cache", str(cache_dir), "--out", "unused", "--feature-dropout",
+                  "0.5"])
+    with pytest.raises(ValueError, match="feature dropout"):
+        AugmentConfig(feature_dropout=1.0)
+
+
 def test_stretch_resamples_in_time():
     ramp = torch.arange(8.0).repeat_interleave(2).reshape(8, 2, 1)  # (T, 2, 1): a line in time
     fast, slow = stretch(ramp, 4), stretch(ramp, 16)
