@@ -39,8 +39,8 @@ class AugmentConfig:
     tempo: tuple[float, float] = (1.0, 1.0)  # speaking-rate factors (>1: faster): both streams of a
     # clip are resampled in time by one drawn log-uniformly in this range; (1, 1) draws none
     feature_dropout: float = 0.0  # models on a frozen visual trunk: share of its pooled feature
-    # channels zeroed in all of a clip's frames (the rest scaled up), so the visual stream cannot
-    # memorise the few fixed feature sequences of each training clip
+    # channels zeroed in all of a clip's frames (the rest scaled up), so the visual stream memorises
+    # the few fixed feature sequences of each training clip less
     blank_audio_prob: float = 0.2  # fusion models: share of clips whose audio is blanked (zeros)
     blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
     other_video_prob: float = 0.0  # fusion models: share of clips that get another clip's lips and

@@ -872,7 +872,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feature-dropout", type=float, default=augment.feature_dropout, metavar="P",
                         help="with --init-visual: share of the frozen trunk's feature channels zeroed in "
                         "all frames of a training clip, a new draw per clip and epoch, so the visual "
-                        "stream cannot memorise its clips' fixed features (default: %(default)s)")
+                        "stream memorises its clips' fixed features less (default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
                         "(default: %(default)s)")
