@@ -6,7 +6,8 @@ CTC loss of the model's main head plus `aux_weight` times that of each auxiliary
 the dev split is decoded greedily and scored (WER). RUN_DIR receives, every epoch:
 
     last.pt     all it takes to resume: model, optimiser, schedule, RNG states, history
-    best.pt     the model of the lowest dev WER so far (clean and in babble averaged, if it hears)
+    best.pt     the model of the lowest dev WER so far (clean and in babble averaged, if it hears;
+                with `--ema`, the weights' moving average is what is scored and kept)
     log.csv, tb/, curves.png    training loss and dev WERs by epoch
 
 One process, or one per device under `torchrun --nproc_per_node N` (DDP: each process trains
@@ -42,6 +43,7 @@ import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.rnn import pad_sequence
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -101,6 +103,8 @@ class TrainConfig:
     weight_decay: float = 1e-2  # AdamW's, on weight matrices (not biases or norms)
     grad_clip: float = 5.0  # largest gradient norm, over all parameters
     aux_weight: float = 0.5  # loss weight of each auxiliary head ("audio", "video" of dmf and late)
+    ema: float = 0.0  # per-step decay of the moving average of the weights that is evaluated and kept as
+    # best.pt (0: off, the trained weights themselves); e.g. 0.995 averages over about 200 steps
     seed: int = 0
     dev_size: int = DEV_SIZE  # clips held out for the dev WER (see `split`)
     bf16: bool | None = None  # bf16 autocast; None: the faster on the device (`default_bf16`)
@@ -116,8 +120,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
-        # Runs stored before `init`, `init_audio` and `init_video` existed had none of them.
-        data = {"init": None, "init_audio": None, "init_video": None} | data
+        # Runs stored before `init`, `init_audio`, `init_video` and `ema` existed had none of them.
+        data = {"init": None, "init_audio": None, "init_video": None, "ema": 0.0} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
 
@@ -698,6 +702,13 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=device_ids)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # The weights that are evaluated and saved as best.pt: the trained ones, or their moving average.
+        self.average = None
+        if config.ema:
+            self.average = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema),
+                                         use_buffers=True)
+            if state is not None:
+                self.average.load_state_dict(state["ema"])
         self.optimizer = build_optimizer(self.model, config)
         steps_per_epoch = len(epoch_batches(len(train_set), 0, config, procs))
         warmup = max(1, round(config.warmup_epochs * steps_per_epoch))
@@ -769,6 +780,8 @@ class Trainer:
             losses = optimizer_step(self.net, batch.to(device), self.optimizer, self.trainable,
                                     self.head_weights, config)
             self.schedule.step()
+            if self.average is not None:
+                self.average.update_parameters(self.model)
             self.step += 1
             totals += torch.stack([*(losses[name].double() for name in names), totals.new_ones(())])
             bar.set_postfix(loss=f"{losses[LOSS].item():.3f}", refresh=False)
@@ -779,7 +792,8 @@ class Trainer:
         self, losses: Mapping[str, float], epoch_start: float, writer: SummaryWriter | None
     ) -> None:
         """Evaluate on the dev split, log, and write best.pt (when the dev WER improves) and last.pt."""
-        wers = evaluate(self.model, self.dev_batcher, self.config, self.device)
+        scored = self.model if self.average is None else self.average.module
+        wers = evaluate(scored, self.dev_batcher, self.config, self.device)
         improved = not self.history or selection_wer(wers, self.main) < min(
             selection_wer(row, self.main) for row in self.history)
         row = {"epoch": self.epoch, "step": self.step, **losses,
@@ -795,7 +809,7 @@ class Trainer:
         if improved:
             save_checkpoint(
                 self.run_dir / BEST,
-                self.model,
+                scored,
                 self.config.model,
                 epochs=self.epoch,
                 dev_wer=wers[f"wer_{self.main}"],
@@ -815,7 +829,7 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "seconds": self.seconds,
-        })
+        } | ({} if self.average is None else {"ema": self.average.state_dict()}))
 
 
 def _resume_state(run_dir: Path, resume: bool) -> dict[str, Any] | None:
@@ -881,6 +895,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="blocks per stream")
     parser.add_argument("--dropout", type=float, metavar="P",
                         help=f"dropout in every block (default: {ModelConfig.dropout}, or --init's)")
+    parser.add_argument("--ema", type=float, default=defaults.ema, metavar="DECAY",
+                        help="evaluate and keep as best.pt an exponential moving average of the weights, "
+                        "updated every step with this decay, e.g. 0.995 (default: %(default)s, off)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--dev-size", type=int, default=defaults.dev_size, metavar="N",
                         help="dev clips: of speaker s1 if the manifest has a speaker column, else of all")
@@ -932,6 +949,8 @@ def main_from_args(args: argparse.Namespace) -> int:
                               f"--kind {args.kind} has none")
     if args.feature_dropout and args.init_visual is None:
         args.parser.error("--feature-dropout drops channels of a frozen trunk's features: add --init-visual")
+    if not 0 <= args.ema < 1:
+        args.parser.error(f"--ema {args.ema:g}: the decay must be at least 0 (off) and below 1")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
         args.parser.error("--init excludes --init-audio and --init-video (it starts every stream)")
     try:
@@ -958,6 +977,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         aux_weight=args.aux_weight,
+        ema=args.ema,
         seed=args.seed,
         dev_size=args.dev_size,
         bf16=args.bf16,

@@ -99,10 +99,11 @@ def test_a_run_writes_checkpoints_logs_and_curves(corpus, tmp_path):
     assert cli.main(argv) == 1  # refuses to start over the run without --resume
 
 
-def test_resume_reproduces_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_reproduces_an_uninterrupted_run(corpus, tmp_path, monkeypatch, ema):
     manifest, cache_dir = corpus
     model = ModelConfig(kind="late", d_model=16, levels=1, dropout=0.3, visual_channels=(4, 8, 8))
-    config = tiny(model=model)
+    config = tiny(model=model, ema=ema)
     train.train(config, manifest, cache_dir, tmp_path / "whole")
 
     save_state = train.save_state
@@ -123,6 +124,34 @@ def test_resume_reproduces_an_uninterrupted_run(corpus, tmp_path, monkeypatch):
     for name, value in whole["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
     assert resumed["history"][1]["train_loss"] == whole["history"][1]["train_loss"]
+    assert ("ema" in whole) == bool(ema)
+    for name, value in whole.get("ema", {}).items():
+        assert torch.equal(value, resumed["ema"][name]), name
+
+
+def test_ema_keeps_the_moving_average_of_the_weights_as_best(corpus, tmp_path, monkeypatch):
+    manifest, cache_dir = corpus
+    decay = 0.6
+    after_steps = []
+    optimizer_step = train.optimizer_step
+
+    def record(net, *args, **kwargs):
+        losses = optimizer_step(net, *args, **kwargs)
+        after_steps.append({name: value.clone() for name, value in net.state_dict().items()})
+        return losses
+
+    monkeypatch.setattr(train, "optimizer_step", record)
+    trained = train.train(tiny(epochs=1, ema=decay), manifest, cache_dir, tmp_path / "run")
+
+    assert len(after_steps) == 2
+    best, _ = load_checkpoint(tmp_path / "run" / train.BEST)
+    first, second = after_steps
+    for name, value in best.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, decay * first[name] + (1 - decay) * second[name])
+    moved = [name for name, value in trained.state_dict().items()
+             if value.is_floating_point() and not torch.equal(value, best.state_dict()[name])]
+    assert moved  # the trained weights themselves are not what best.pt keeps
 
 
 def _ddp_process(rank: int, port: int, manifest: Path, cache_dir: Path, run: Path) -> None:
@@ -427,13 +456,13 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
-                     "--tempo", "0.9,1.1"]) == 0
-    assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0
+                     "--tempo", "0.9,1.1", "--ema", "0.995"]) == 0
+    assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1))
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
-                ["--tempo", "fast"],
+                ["--tempo", "fast"], ["--ema", "1"], ["--ema", "-0.5"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
             cli.main([*command, *bad])
