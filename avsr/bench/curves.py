@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
     from matplotlib.figure import Figure  # slow: only this script plots
+    from matplotlib.ticker import MaxNLocator
 
     runs = [read_run(run) for run in args.runs]
     figure = Figure(figsize=(17, 4.5), layout="constrained")
@@ -65,6 +66,8 @@ def main() -> None:
     main_axes.set(xlabel="epoch", ylabel="CTC loss per clip", title="main head's training loss", yscale="log")
     wer_axes.set(xlabel="epoch", ylabel="WER %", title="dev WER, main head (greedy)", ylim=(0, 100))
     wer_axes.legend()
+    for axes in (loss_axes, main_axes, wer_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     args.png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.png)
     args.json.write_text(json.dumps(runs, indent=2))
