@@ -1,5 +1,6 @@
 """Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, speaking-rate
-(tempo) perturbation, dropped visual feature channels, modality dropout and mismatched lips.
+(tempo) perturbation, dropped visual feature channels, modality dropout, mismatched lips, and
+words spliced in from other clips.
 
 Every function draws from the generator it is given. Training seeds one per clip and epoch
 (`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
@@ -8,7 +9,7 @@ and data-loader worker, and a resumed run sees exactly what an uninterrupted one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from data.grid import AlignedWord
 from data.noise import BUILTIN_KINDS, NoiseSpec, add_noise
 
 Stream = Literal["audio", "video"]
@@ -45,6 +47,9 @@ class AugmentConfig:
     blank_video_prob: float = 0.2  # fusion models: share of clips whose video is blanked
     other_video_prob: float = 0.0  # fusion models: share of clips that get another clip's lips and
     # clean audio, so lips that disagree (as a new speaker's may) cannot outvote clear speech
+    splice_prob: float = 0.0  # clips with word alignments: share of their words whose span (sound
+    # and lips) is cut from another clip of as many words, there in the same place (in GRID, the
+    # same slot of its grammar), so the network hears new sentences instead of memorising its few
 
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
@@ -62,6 +67,8 @@ class AugmentConfig:
             raise ValueError(f"the feature dropout must be in [0, 1), got {self.feature_dropout}")
         if self.blank_audio_prob + self.blank_video_prob > 1:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
+        if not 0 <= self.splice_prob <= 1:
+            raise ValueError(f"the share of spliced words must be between 0 and 1, got {self.splice_prob}")
         left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
         if not 0 <= self.other_video_prob <= left:
             raise ValueError(f"the share of clips with another clip's lips must be between 0 and {left:g} "
@@ -148,3 +155,25 @@ def perturbation(rng: np.random.Generator, config: AugmentConfig) -> Perturbatio
             return name
         draw -= prob
     return None
+
+
+def word_cuts(words: Sequence[AlignedWord], frames: int, fps: float) -> np.ndarray | None:
+    """(len(words) + 1,) video frames that cut a clip of `frames` frames into one span per word: 0,
+    the middle of the pause (or the boundary) between each two words, `frames`.
+
+    None when a span would be empty (a word shorter than a frame, or times past the clip's end).
+    """
+    middles = [round(fps * (before.end + after.start) / 2)
+               for before, after in zip(words, words[1:], strict=False)]
+    cuts = np.array([0, *middles, frames])
+    return cuts if np.all(np.diff(cuts) > 0) else None
+
+
+def draw_sources(rng: np.random.Generator, own: int, words: int, peers: Sequence[int], config: AugmentConfig
+                 ) -> list[int]:
+    """The clip each of clip `own`'s `words` word spans is cut from: itself, or at `splice_prob` one of
+    `peers` (clips with as many words) drawn at random; 0 draws nothing."""
+    if config.splice_prob == 0 or not peers:
+        return [own] * words
+    return [int(peers[rng.integers(len(peers))]) if rng.random() < config.splice_prob else own
+            for _ in range(words)]

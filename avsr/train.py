@@ -52,14 +52,16 @@ from avsr.augment import (
     Perturbation,
     Stream,
     draw_flip,
+    draw_sources,
     draw_tempo,
     drop_channels,
     noisy,
     perturbation,
     spec_augment,
     stretch,
+    word_cuts,
 )
-from data.grid import DEV_SIZE, TRAIN_SPEAKER, dev_split
+from data.grid import DEV_SIZE, TRAIN_SPEAKER, alignment_path, dev_split, read_alignment
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, parse_noise, parse_snr
 from models.checkpoint import load_checkpoint, save_checkpoint
@@ -70,8 +72,9 @@ from models.frontends import VisualFrontEnd
 from models.inputs import crop, pixels
 from models.precision import autocast, default_bf16
 from models.tokenizer import BLANK, encode, normalize
-from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS, features
+from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS, SAMPLES_PER_VIDEO_FRAME, features
 from preprocessing.cache import default_cache_dir, load_clip
+from preprocessing.video import VIDEO_FPS
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -135,6 +138,8 @@ class Example:
     mouths: np.ndarray  # (T, MOUTH_SIZE, MOUTH_SIZE) uint8
     audio: np.ndarray  # (T * SAMPLES_PER_VIDEO_FRAME,) float32
     pooled: np.ndarray | None = None  # (2, T, channels[-1]) frozen trunk features: centre, mirror
+    cuts: np.ndarray | None = None  # (words + 1,) video frames between its words (`word_cuts`), from
+    # its word alignment; None: no alignment, never spliced
 
     @property
     def frames(self) -> int:
@@ -224,13 +229,31 @@ def split(utterances: Sequence[Utterance], dev_size: int) -> tuple[list[Utteranc
 
 
 def load_examples(utterances: Sequence[Utterance], cache_dir: Path, progress: bool) -> list[Example]:
-    """The cached clips of `utterances`, in memory (NotCachedError names the first one missing)."""
+    """The cached clips of `utterances`, in memory (NotCachedError names the first one missing), with
+    the word cuts of those that have a GRID alignment of their transcript's words."""
     examples = []
     for utterance in tqdm(utterances, desc="loading clips", unit="clip", disable=not progress):
         clip = load_clip(cache_dir, utterance.video)
-        target = np.array(encode(utterance.transcript), dtype=np.int64)
-        examples.append(Example(str(utterance.video), utterance.transcript, target, clip.mouths, clip.audio))
+        examples.append(Example(str(utterance.video), utterance.transcript, target_of(utterance.transcript),
+                                clip.mouths, clip.audio, cuts=clip_cuts(utterance, len(clip.mouths))))
     return examples
+
+
+def target_of(transcript: str) -> np.ndarray:
+    """The CTC classes of `transcript`, int64."""
+    return np.array(encode(transcript), dtype=np.int64)
+
+
+def clip_cuts(utterance: Utterance, frames: int) -> np.ndarray | None:
+    """`word_cuts` of the clip from its alignment file; None without one, or for one whose words are
+    not the transcript's."""
+    path = alignment_path(utterance.video)
+    if not path.is_file():
+        return None
+    words = read_alignment(path)
+    if [word.word for word in words] != normalize(utterance.transcript).split():
+        return None
+    return word_cuts(words, frames, VIDEO_FPS)
 
 
 # The heads whose loss a perturbed clip leaves out: those that read a blanked stream, and the
@@ -271,15 +294,21 @@ class Batcher:
         self.heads = supported_modalities(config.model.kind)
         self.hears = config.model.kind != "video"
         self.sees = config.model.kind != "audio"
+        self.peers = defaultdict(list)  # words -> the examples with word cuts and that many words
+        for index, example in enumerate(examples):
+            if example.cuts is not None:
+                self.peers[len(example.cuts) - 1].append(index)
 
     def __call__(
         self, indices: Sequence[int], epoch: int | None = None, noise: NoiseSpec | None = None
     ) -> Batch:
         """Clips `indices`, augmented as in `epoch`; or, without one, centred and clean or under `noise`."""
-        audio, video, lengths, perturbed = [], [], [], []
+        audio, video, lengths, perturbed, targets = [], [], [], [], []
         for index in indices:
             example = self.examples[index]
             rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
+            if rng is not None:
+                example = self.splice(index, rng)
             fused = rng is not None and "av" in self.heads
             change = perturbation(rng, self.config.augment) if fused else None
             clip = {}  # this clip's streams, (frames, ...) each
@@ -301,7 +330,7 @@ class Batcher:
                 video.append(clip["video"])
             lengths.append(frames)
             perturbed.append(change)
-        targets = [torch.from_numpy(self.examples[index].target) for index in indices]
+            targets.append(torch.from_numpy(example.target))
         return Batch(
             pad_sequence(audio, batch_first=True) if audio else None,
             pad_sequence(video, batch_first=True) if video else None,
@@ -310,6 +339,35 @@ class Batcher:
             torch.tensor([len(target) for target in targets]),
             {head: torch.tensor([float(head not in LOSES[change]) for change in perturbed])
              for head in self.heads},
+        )
+
+    def splice(self, index: int, rng: np.random.Generator) -> Example:
+        """Example `index` with each word's span (frames, samples, features, words) taken from the
+        clip `draw_sources` draws for it: itself, or another of as many words. A clip without word
+        cuts stays as it is."""
+        example = self.examples[index]
+        if example.cuts is None:
+            return example
+        words = len(example.cuts) - 1
+        sources = draw_sources(rng, index, words, self.peers[words], self.config.augment)
+        if sources == [index] * words:
+            return example
+        pieces = [(self.examples[source], slice(*self.examples[source].cuts[slot : slot + 2]))
+                  for slot, source in enumerate(sources)]
+        transcript = " ".join(normalize(clip.transcript).split()[slot]
+                              for slot, (clip, _) in enumerate(pieces))
+        samples = SAMPLES_PER_VIDEO_FRAME
+        pooled = None
+        if example.pooled is not None:
+            pooled = np.concatenate([clip.pooled[:, span] for clip, span in pieces], axis=1)
+        return Example(
+            example.key,  # its babble stays other clips' speech
+            transcript,
+            target_of(transcript),
+            np.concatenate([clip.mouths[span] for clip, span in pieces]),
+            np.concatenate([clip.audio[span.start * samples : span.stop * samples] for clip, span in pieces]),
+            pooled,
+            np.cumsum([0, *(span.stop - span.start for _, span in pieces)]),
         )
 
     def _audio(
@@ -883,6 +941,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speaking-rate perturbation: each training clip's audio features and video "
                         "are resampled in time by a factor drawn log-uniformly between LO and HI, e.g. "
                         "0.9,1.1 (>1: faster; default: %(default)s, none)")
+    parser.add_argument("--splice-prob", type=float, default=augment.splice_prob, metavar="P",
+                        help="clips with a GRID word alignment (<speaker>/align/<clip>.align): share of "
+                        "their words whose sound and lips are cut from another training clip's word in "
+                        "the same place, so the network hears new sentences (default: %(default)s, none)")
     parser.add_argument("--feature-dropout", type=float, default=augment.feature_dropout, metavar="P",
                         help="with --init-visual: share of the frozen trunk's feature channels zeroed in "
                         "all frames of a training clip, a new draw per clip and epoch, so the visual "
@@ -959,7 +1021,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
             blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
             other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
-            feature_dropout=args.feature_dropout,
+            feature_dropout=args.feature_dropout, splice_prob=args.splice_prob,
         )
     except ValueError as error:
         args.parser.error(str(error))

@@ -27,6 +27,7 @@ VOCABULARY = tuple(sorted({word for slot in SLOTS for word in slot}))  # 51 word
 
 ALIGNMENT_UNITS_PER_SECOND = 25_000  # alignment times count 1/25000 s (1000 per video frame)
 SILENCE_WORDS = frozenset({"sil", "sp"})  # alignment entries for silence and short pauses
+ALIGN_FOLDER = "align"  # a clip's alignment: <speaker>/align/<clip>.align beside <speaker>/video/<clip>.*
 
 GRID_DIR_ENV = "AVSR_GRID_DIR"  # environment variable naming the corpus folder
 DEFAULT_GRID_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grid"
@@ -80,6 +81,11 @@ def read_alignment(path: str | Path) -> list[AlignedWord]:
                 AlignedWord(start / ALIGNMENT_UNITS_PER_SECOND, end / ALIGNMENT_UNITS_PER_SECOND, word)
             )
     return words
+
+
+def alignment_path(video: Path) -> Path:
+    """Where GRID keeps the word alignment of the clip `video` (the file may not exist)."""
+    return video.parent.parent / ALIGN_FOLDER / f"{video.stem}.align"
 
 
 def grid_dir() -> Path | None:

@@ -15,11 +15,13 @@ import torch
 import torch.multiprocessing as mp
 
 from avsr import cli, train
-from avsr.augment import AugmentConfig, noisy, stretch
+from avsr.augment import AugmentConfig, noisy, stretch, word_cuts
+from data.grid import AlignedWord
 from data.manifest import Utterance, read_manifest
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import ModelConfig
 from models.dmf import build_model
+from models.tokenizer import decode
 from preprocessing import cache
 from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from preprocessing.clip import Clip
@@ -328,6 +330,98 @@ def test_feature_dropout_zeroes_whole_channels_of_the_frozen_features(corpus):
         AugmentConfig(feature_dropout=1.0)
 
 
+SENTENCES = (("bin", "blue", "at"), ("lay", "red", "by"), ("set", "green", "in"), ("place", "white", "with"))
+N_ALIGNED = 8  # clips with a matching alignment; two more: one mismatched, one without
+PAUSED = 8.5  # video frames: the third word starts after a pause, 7 to 8.5
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> tuple[Path, Path]:
+    """GRID's layout, s1/video and s1/align: clip i's mouth pixels are all i, its audio samples all
+    i / 100, its 12 + i frames hold three words at frames 1-4, 4-7, 8.5 to one before its end."""
+    folder = tmp_path_factory.mktemp("aligned")
+    videos, aligns = folder / "s1" / "video", folder / "s1" / "align"
+    videos.mkdir(parents=True)
+    aligns.mkdir()
+    rows = ["speaker\tclip\tvideo\ttranscript"]
+    for index in range(N_ALIGNED + 2):
+        frames, words = 12 + index, SENTENCES[index % len(SENTENCES)]
+        video = videos / f"c{index}.mp4"
+        video.write_bytes(f"aligned {index}".encode())
+        cache.store_clip(folder / "cache", video, Clip(
+            mouths=np.full((frames, MOUTH_SIZE, MOUTH_SIZE), index, dtype=np.uint8),
+            audio=np.full(frames * SAMPLES_PER_VIDEO_FRAME, index / 100, dtype=np.float32),
+            detected=np.ones(frames, dtype=bool),
+        ))
+        spoken = ("red", *words[1:]) if index == N_ALIGNED else words  # not the transcript's words
+        times = [0, 1000, 4000, 7000, int(1000 * PAUSED), 1000 * (frames - 1), 1000 * frames]
+        labels = ["sil", *spoken[:2], "sp", spoken[2], "sil"]
+        if index <= N_ALIGNED:
+            spans = zip(times, times[1:], labels, strict=False)
+            (aligns / f"c{index}.align").write_text("".join(f"{a} {b} {label}\n" for a, b, label in spans))
+        rows.append(f"s1\tc{index}\t{video.relative_to(folder)}\t{' '.join(words)}")
+    manifest = folder / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest, folder / "cache"
+
+
+def test_word_cuts_fall_between_words():
+    words = [AlignedWord(0.04, 0.16, "bin"), AlignedWord(0.16, 0.28, "blue"), AlignedWord(0.32, 0.4, "at")]
+    assert word_cuts(words, 12, 25).tolist() == [0, 4, 8, 12]  # the pause 7-8 cut in its middle
+    assert word_cuts(words, 8, 25) is None  # the clip ends before its last word
+    assert word_cuts([AlignedWord(0.0, 0.01, "a"), AlignedWord(0.01, 0.3, "b")], 10, 25) is None
+
+
+def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
+    examples = train.load_examples(read_manifest(aligned[0]), aligned[1], progress=False)
+    assert [example.cuts is None for example in examples] == [False] * N_ALIGNED + [True, True]
+    assert examples[0].cuts.tolist() == [0, 4, 8, 12]
+    for index, example in enumerate(examples):  # stand-ins for a frozen trunk's features
+        example.pooled = np.full((2, example.frames, 3), index, dtype=np.float32)
+    augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
+                            freq_masks=0, flip_prob=0.0, splice_prob=0.5)
+    batcher = train.Batcher(examples, tiny(augment=augment), {}, blank_pooled=np.zeros(3, np.float32))
+    rng = np.random.default_rng(0)
+    spliced = 0
+    for _ in range(10):
+        for index, example in enumerate(examples):
+            out = batcher.splice(index, rng)
+            if example.cuts is None:
+                assert out is example
+                continue
+            sources = [int(out.mouths[start, 0, 0]) for start in out.cuts[:-1]]
+            spliced += sum(source != index for source in sources)
+            for slot, source in enumerate(sources):
+                start, stop = out.cuts[slot : slot + 2]
+                assert examples[source].cuts is not None  # only clips with cuts give words
+                assert stop - start == np.diff(examples[source].cuts)[slot]  # the whole word's span
+                assert np.all(out.mouths[start:stop] == source)
+                assert np.all(out.pooled[:, start:stop] == source)
+                samples = out.audio[start * SAMPLES_PER_VIDEO_FRAME : stop * SAMPLES_PER_VIDEO_FRAME]
+                assert np.all(samples == examples[source].audio[0])
+            said = (SENTENCES[source % len(SENTENCES)][slot] for slot, source in enumerate(sources))
+            assert out.transcript == " ".join(said)
+            assert decode(out.target.tolist()) == out.transcript and out.key == example.key
+            assert len(out.audio) == out.frames * SAMPLES_PER_VIDEO_FRAME
+    assert 0.3 < spliced / (10 * 3 * N_ALIGNED) < 0.7
+
+    clips = range(len(examples))
+    transcripts = [example.transcript for example in examples]
+    batch = batcher(clips, epoch=1)
+    assert _texts(batcher(clips)) == transcripts  # evaluation: the clips as they are
+    assert _texts(batch) != transcripts and _texts(batch)[N_ALIGNED:] == transcripts[N_ALIGNED:]
+    assert torch.equal(batcher(clips, epoch=1).targets, batch.targets)  # the same draws when resumed
+    off = train.Batcher(examples, tiny(augment=replace(augment, splice_prob=0.0)), {},
+                        blank_pooled=np.zeros(3, np.float32))
+    assert _texts(off(clips, epoch=1)) == transcripts
+
+
+def _texts(batch: train.Batch) -> list[str]:
+    """The transcripts a batch's CTC targets spell."""
+    return [decode(target[:length].tolist())
+            for target, length in zip(batch.targets, batch.target_lengths, strict=True)]
+
+
 def test_stretch_resamples_in_time():
     ramp = torch.arange(8.0).repeat_interleave(2).reshape(8, 2, 1)  # (T, 2, 1): a line in time
     fast, slow = stretch(ramp, 4), stretch(ramp, 16)
@@ -456,13 +550,14 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
-                     "--tempo", "0.9,1.1", "--ema", "0.995"]) == 0
+                     "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2"]) == 0
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
-                                               snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1))
+                                               snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
+                                               splice_prob=0.2)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
-                ["--tempo", "fast"], ["--ema", "1"], ["--ema", "-0.5"],
+                ["--tempo", "fast"], ["--ema", "1"], ["--ema", "-0.5"], ["--splice-prob", "1.5"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
             cli.main([*command, *bad])

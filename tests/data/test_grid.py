@@ -87,6 +87,8 @@ def test_real_manifest(grid_dir):
 
 def test_real_alignment_matches_the_transcript(grid_dir):
     item = read_manifest(grid_dir / grid.MANIFEST_NAME)[0]
-    words = grid.read_alignment(grid_dir / "s1" / "align" / f"{item.fields['clip']}.align")
+    path = grid.alignment_path(item.video)
+    assert path == grid_dir / "s1" / "align" / f"{item.fields['clip']}.align"
+    words = grid.read_alignment(path)
     assert " ".join(word.word for word in words) == item.transcript
     assert all(0 <= word.start < word.end <= 3.0 for word in words)
