@@ -284,13 +284,19 @@ class Batcher:
         examples: Sequence[Example],
         config: TrainConfig,
         pool: Mapping[str, np.ndarray],
-        blank_pooled: np.ndarray | None = None,
+        frontend: VisualFrontEnd | None = None,
     ) -> None:
-        """`pool`: training waveforms for babble; `blank_pooled`: pooled features of a blank frame."""
+        """`pool`: training waveforms for babble; `frontend`: the frozen visual front end whose pooled
+        features the examples hold (`precompute_pooled`), which the batches then carry instead of
+        crops; it computes those of spliced clips and of a blank frame."""
         self.examples = examples
         self.config = config
         self.pool = pool
-        self.blank_pooled = blank_pooled
+        self.frontend = frontend
+        self.blank_pooled = None
+        if frontend is not None:
+            blank = np.zeros((1, frontend.crop_size, frontend.crop_size), dtype=np.uint8)
+            self.blank_pooled = pooled_features(frontend, blank, (False,))[0, 0]
         self.heads = supported_modalities(config.model.kind)
         self.hears = config.model.kind != "video"
         self.sees = config.model.kind != "audio"
@@ -357,16 +363,13 @@ class Batcher:
         transcript = " ".join(normalize(clip.transcript).split()[slot]
                               for slot, (clip, _) in enumerate(pieces))
         samples = SAMPLES_PER_VIDEO_FRAME
-        pooled = None
-        if example.pooled is not None:
-            pooled = np.concatenate([clip.pooled[:, span] for clip, span in pieces], axis=1)
         return Example(
             example.key,  # its babble stays other clips' speech
             transcript,
             target_of(transcript),
             np.concatenate([clip.mouths[span] for clip, span in pieces]),
             np.concatenate([clip.audio[span.start * samples : span.stop * samples] for clip, span in pieces]),
-            pooled,
+            None,  # the frozen trunk's features see 5 frames across each cut: `_video` computes them anew
             np.cumsum([0, *(span.stop - span.start for _, span in pieces)]),
         )
 
@@ -388,10 +391,13 @@ class Batcher:
 
     def _video(self, example: Example, rng: np.random.Generator | None, blank: bool) -> Tensor:
         flip = rng is not None and draw_flip(rng, self.config.augment)
-        if example.pooled is not None:
+        if self.frontend is not None:
             if blank:
                 return torch.from_numpy(self.blank_pooled).expand(example.frames, -1)
-            pooled = torch.from_numpy(example.pooled[int(flip)])
+            if example.pooled is None:  # a spliced clip
+                pooled = torch.from_numpy(pooled_features(self.frontend, example.mouths, (flip,))[0])
+            else:
+                pooled = torch.from_numpy(example.pooled[int(flip)])
             return pooled if rng is None else drop_channels(pooled, rng, self.config.augment)
         size = self.config.model.crop_size
         if blank:
@@ -556,27 +562,35 @@ def copy_stream(model: AVSRModel, path: str | Path, stream: Stream) -> None:
 
 
 @torch.inference_mode()
-def precompute_pooled(
-    frontend: VisualFrontEnd, examples: Sequence[Example], device: torch.device, procs: Processes
-) -> np.ndarray:
-    """Set each example's `pooled` features (centre crop, mirror); return those of a blank frame.
+def pooled_features(frontend: VisualFrontEnd, mouths: np.ndarray, mirrored: Sequence[bool]) -> np.ndarray:
+    """(len(mirrored), T, channels[-1]) trunk features of a clip's centre crops, each mirrored or not.
 
-    The front end runs in eval mode (batch norm with its trained statistics) and never again in
-    training, so it stays as trained. Each process computes a share and they swap them.
+    The front end runs in eval mode (batch norm with its trained statistics), on its own device.
     """
+    device = next(frontend.parameters()).device
+    centre = crop(mouths, frontend.crop_size)
+    crops = pixels(np.stack([centre[:, :, ::-1] if mirror else centre for mirror in mirrored])).to(device)
+    lengths = torch.full((len(crops),), len(centre), device=device)
+    training = frontend.training
     frontend.eval()
+    try:
+        return frontend.pooled(crops, lengths).float().cpu().numpy()
+    finally:
+        frontend.train(training)
+
+
+def precompute_pooled(frontend: VisualFrontEnd, examples: Sequence[Example], procs: Processes) -> None:
+    """Set each example's `pooled` features (centre crop, mirror): a frozen trunk runs once per clip.
+
+    Each process computes a share and they swap them.
+    """
     mine = {}
     for index in tqdm(range(procs.rank, len(examples), procs.world), desc="visual features",
                       unit="clip", disable=not procs.main):
-        centre = crop(examples[index].mouths, frontend.crop_size)
-        both = pixels(np.stack([centre, centre[:, :, ::-1]])).to(device)
-        lengths = torch.full((2,), len(centre), device=device)
-        mine[index] = frontend.pooled(both, lengths).cpu().numpy()
+        mine[index] = pooled_features(frontend, examples[index].mouths, (False, True))
     for share in procs.gather(mine):
         for index, pooled in share.items():
             examples[index].pooled = pooled
-    blank = torch.zeros(1, 1, frontend.crop_size, frontend.crop_size, device=device)
-    return frontend.pooled(blank, torch.ones(1, dtype=torch.long, device=device))[0, 0].cpu().numpy()
 
 
 @torch.inference_mode()
@@ -744,14 +758,15 @@ class Trainer:
         if state is not None:
             self.model.load_state_dict(state["model"])
         self.model.to(device)
-        blank_pooled = None
+        frozen = None
         if config.init_visual:
-            for part in frozen_visual(self.model.video_frontend):
+            frozen = self.model.video_frontend
+            for part in frozen_visual(frozen):
                 part.requires_grad_(False)
-            blank_pooled = precompute_pooled(self.model.video_frontend, [*train_set, *dev_set], device, procs)
+            precompute_pooled(frozen, [*train_set, *dev_set], procs)
         pool = {example.key: example.audio for example in train_set}
-        self.train_batcher = Batcher(train_set, config, pool, blank_pooled)
-        self.dev_batcher = Batcher(dev_set, config, pool, blank_pooled)
+        self.train_batcher = Batcher(train_set, config, pool, frozen)
+        self.dev_batcher = Batcher(dev_set, config, pool, frozen)
 
         self.net = self.model
         if procs.world > 1:

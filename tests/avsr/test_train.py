@@ -18,9 +18,11 @@ from avsr import cli, train
 from avsr.augment import AugmentConfig, noisy, stretch, word_cuts
 from data.grid import AlignedWord
 from data.manifest import Utterance, read_manifest
+from data.noise import condition_rng
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import ModelConfig
 from models.dmf import build_model
+from models.frontends import VisualFrontEnd
 from models.tokenizer import decode
 from preprocessing import cache
 from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
@@ -297,6 +299,12 @@ def test_tempo_resamples_both_streams_of_a_clip_alike(corpus):
     assert torch.equal(untouched(clips, epoch=1).lengths, plain.lengths)
 
 
+def _frontend(channels: int) -> VisualFrontEnd:
+    """A small frozen visual front end with `channels` pooled features."""
+    torch.manual_seed(0)
+    return VisualFrontEnd(16, ModelConfig.crop_size, (4, 8, channels)).requires_grad_(False)
+
+
 def test_feature_dropout_zeroes_whole_channels_of_the_frozen_features(corpus):
     manifest, cache_dir = corpus
     examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
@@ -306,7 +314,7 @@ def test_feature_dropout_zeroes_whole_channels_of_the_frozen_features(corpus):
         example.pooled = rng.uniform(0.5, 1.5, (2, example.frames, channels)).astype(np.float32)
     augment = AugmentConfig(blank_audio_prob=0.0, blank_video_prob=0.0, flip_prob=0.0, feature_dropout=0.5)
     batcher = train.Batcher(examples, tiny(augment=augment), {e.key: e.audio for e in examples},
-                            blank_pooled=np.zeros(channels, np.float32))
+                            frontend=_frontend(channels))
     clips = range(len(examples))
 
     batch = batcher(clips, epoch=1)
@@ -376,11 +384,11 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
     examples = train.load_examples(read_manifest(aligned[0]), aligned[1], progress=False)
     assert [example.cuts is None for example in examples] == [False] * N_ALIGNED + [True, True]
     assert examples[0].cuts.tolist() == [0, 4, 8, 12]
-    for index, example in enumerate(examples):  # stand-ins for a frozen trunk's features
-        example.pooled = np.full((2, example.frames, 3), index, dtype=np.float32)
+    frontend = _frontend(8)
+    train.precompute_pooled(frontend, examples, train.Processes())
     augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
                             freq_masks=0, flip_prob=0.0, splice_prob=0.5)
-    batcher = train.Batcher(examples, tiny(augment=augment), {}, blank_pooled=np.zeros(3, np.float32))
+    batcher = train.Batcher(examples, tiny(augment=augment), {}, frontend)
     rng = np.random.default_rng(0)
     spliced = 0
     for _ in range(10):
@@ -396,13 +404,13 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
                 assert examples[source].cuts is not None  # only clips with cuts give words
                 assert stop - start == np.diff(examples[source].cuts)[slot]  # the whole word's span
                 assert np.all(out.mouths[start:stop] == source)
-                assert np.all(out.pooled[:, start:stop] == source)
                 samples = out.audio[start * SAMPLES_PER_VIDEO_FRAME : stop * SAMPLES_PER_VIDEO_FRAME]
                 assert np.all(samples == examples[source].audio[0])
             said = (SENTENCES[source % len(SENTENCES)][slot] for slot, source in enumerate(sources))
             assert out.transcript == " ".join(said)
             assert decode(out.target.tolist()) == out.transcript and out.key == example.key
             assert len(out.audio) == out.frames * SAMPLES_PER_VIDEO_FRAME
+            assert (out.pooled is None) == (out is not example)  # the trunk sees across cuts: no stale ones
     assert 0.3 < spliced / (10 * 3 * N_ALIGNED) < 0.7
 
     clips = range(len(examples))
@@ -410,9 +418,13 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
     batch = batcher(clips, epoch=1)
     assert _texts(batcher(clips)) == transcripts  # evaluation: the clips as they are
     assert _texts(batch) != transcripts and _texts(batch)[N_ALIGNED:] == transcripts[N_ALIGNED:]
+    for index, example in enumerate(examples):  # each clip spliced again as in epoch 1
+        out = batcher.splice(index, condition_rng(batcher.config.seed, "train", 1, example.key))
+        assert batch.lengths[index] == out.frames and _texts(batch)[index] == out.transcript
+        features = train.pooled_features(frontend, out.mouths, (False,))[0]  # of its own frames
+        assert torch.equal(batch.video[index, : out.frames], torch.from_numpy(features))
     assert torch.equal(batcher(clips, epoch=1).targets, batch.targets)  # the same draws when resumed
-    off = train.Batcher(examples, tiny(augment=replace(augment, splice_prob=0.0)), {},
-                        blank_pooled=np.zeros(3, np.float32))
+    off = train.Batcher(examples, tiny(augment=replace(augment, splice_prob=0.0)), {}, frontend)
     assert _texts(off(clips, epoch=1)) == transcripts
 
 
