@@ -1026,6 +1026,9 @@ def main_from_args(args: argparse.Namespace) -> int:
                               f"--kind {args.kind} has none")
     if args.feature_dropout and args.init_visual is None:
         args.parser.error("--feature-dropout drops channels of a frozen trunk's features: add --init-visual")
+    if args.splice_prob and args.init_visual is not None and args.workers and args.device == "cuda":
+        args.parser.error("--splice-prob with --init-visual reruns the frozen trunk while batching, which "
+                          "data-loader processes cannot do on CUDA: leave --workers at 0")
     if not 0 <= args.ema < 1:
         args.parser.error(f"--ema {args.ema:g}: the decay must be at least 0 (off) and below 1")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
