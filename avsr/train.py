@@ -65,7 +65,7 @@ from data.grid import DEV_SIZE, TRAIN_SPEAKER, alignment_path, dev_split, read_a
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, parse_noise, parse_snr
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.config import BLOCKS, KINDS, Kind, Modality, ModelConfig, supported_modalities
+from models.config import AUDIO_STEMS, BLOCKS, KINDS, Kind, Modality, ModelConfig, supported_modalities
 from models.decoding import greedy_decode
 from models.dmf import AVSRModel, build_model, count_parameters
 from models.frontends import VisualFrontEnd
@@ -967,6 +967,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
                         help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
                         "(default: %(default)s)")
+    parser.add_argument("--audio-stem", choices=AUDIO_STEMS, default=ModelConfig.audio_stem,
+                        help="audio front end: stride-2 convolutions over time with the mel bins as "
+                        "channels, or over time and frequency (default: %(default)s)")
     parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
     parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",
                         help="blocks per stream")
@@ -1043,7 +1046,9 @@ def main_from_args(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         args.parser.error(str(error))
-    model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels)
+    model = ModelConfig(
+        kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels, audio_stem=args.audio_stem
+    )
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config
         if model.kind != args.kind:

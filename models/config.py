@@ -8,9 +8,11 @@ from typing import Any, Literal, get_args
 Kind = Literal["dmf", "early", "late", "audio", "video"]
 BlockKind = Literal["conv", "gru", "lstm"]
 Modality = Literal["av", "audio", "video"]
+AudioStem = Literal["conv1d", "conv2d"]
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
 BLOCKS: tuple[BlockKind, ...] = get_args(BlockKind)
+AUDIO_STEMS: tuple[AudioStem, ...] = get_args(AudioStem)
 
 # The heads each kind has, named by the modality they read; a head is also what
 # `--modality` selects. "av" needs both streams, "audio" and "video" one each.
@@ -55,12 +57,15 @@ class ModelConfig:
     dropout: float = 0.1  # in every block, on the branch added to the residual stream
     crop_size: int = 56  # side in pixels of the grayscale mouth crop the model reads
     visual_channels: tuple[int, int, int] = (32, 64, 128)  # ResNet stage widths; stem = first
+    audio_stem: AudioStem = "conv1d"  # audio front end's convolutions: over time, or time and frequency
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; expected one of {KINDS}")
         if self.block not in BLOCKS:
             raise ValueError(f"unknown block {self.block!r}; expected one of {BLOCKS}")
+        if self.audio_stem not in AUDIO_STEMS:
+            raise ValueError(f"unknown audio stem {self.audio_stem!r}; expected one of {AUDIO_STEMS}")
         if self.d_model == 0:
             self.d_model = DEFAULT_D_MODEL[self.kind]
         if self.d_model % 2:

@@ -61,7 +61,7 @@ class AVSRModel(nn.Module):
         super().__init__()
         self.config = config
         d, kind = config.d_model, config.kind
-        self.audio_frontend = AudioFrontEnd(d) if kind != "video" else None
+        self.audio_frontend = AudioFrontEnd(d, config.audio_stem) if kind != "video" else None
         self.video_frontend = (
             VisualFrontEnd(d, config.crop_size, config.visual_channels)
             if kind != "audio"

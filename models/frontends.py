@@ -15,12 +15,14 @@ import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
 from torch import Tensor, nn
 
 from models.blocks import padding_mask, zero_padding
+from models.config import AudioStem
 from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
 
 AUDIO_STRIDE = 2  # log-mel frames per output step of each audio convolution
 AUDIO_CONVS = 2  # convolutions: stride 2 twice takes 100 log-mel frames/s to 25 steps/s
 assert AUDIO_STRIDE**AUDIO_CONVS == AUDIO_FRAMES_PER_VIDEO_FRAME
-AUDIO_KERNEL = 3  # log-mel frames (30 ms) seen by the first convolution
+AUDIO_KERNEL = 3  # log-mel frames (30 ms) seen by the first convolution (and mel bins, in 2-D)
+AUDIO_MAPS = 32  # feature maps of each 2-D audio convolution (`audio_stem="conv2d"`)
 
 STEM_KERNEL = (5, 7, 7)  # (frames, pixels, pixels): 200 ms of lip motion per output
 STEM_STRIDE = (1, 2, 2)  # keep every frame, halve the image side
@@ -29,15 +31,24 @@ STD_EPS = 1e-5  # guards the standard deviation of a blank (constant) clip
 
 
 class AudioFrontEnd(nn.Module):
-    """Log-mel (batch, 4T, N_MELS) -> (batch, T, d_model) through two stride-2 convolutions."""
+    """Log-mel (batch, 4T, N_MELS) -> (batch, T, d_model) through two stride-2 convolutions.
 
-    def __init__(self, d_model: int) -> None:
+    `stem="conv1d"` convolves over time with the mel bins as channels; `"conv2d"` over time
+    and frequency with AUDIO_MAPS maps, halving both each time, then projects each step's
+    maps to d_model: its filters see local time-frequency patterns (a fricative's noise band,
+    a formant's move) wherever in the spectrum a speaker's voice puts them.
+    """
+
+    def __init__(self, d_model: int, stem: AudioStem = "conv1d") -> None:
         super().__init__()
-        widths = [N_MELS] + [d_model] * AUDIO_CONVS
+        conv, c_in, c_out = (nn.Conv1d, N_MELS, d_model) if stem == "conv1d" else (nn.Conv2d, 1, AUDIO_MAPS)
+        widths = [c_in] + [c_out] * AUDIO_CONVS
         self.convs = nn.ModuleList(
-            nn.Conv1d(c_in, c_out, AUDIO_KERNEL, AUDIO_STRIDE, padding=AUDIO_KERNEL // 2)
+            conv(c_in, c_out, AUDIO_KERNEL, AUDIO_STRIDE, padding=AUDIO_KERNEL // 2)
             for c_in, c_out in pairwise(widths)
         )
+        bins = N_MELS // AUDIO_STRIDE**AUDIO_CONVS  # mel bins left after the 2-D convolutions
+        self.project = nn.Linear(AUDIO_MAPS * bins, d_model) if stem == "conv2d" else None
 
     def forward(self, mel: Tensor, lengths: Tensor, frames: int) -> Tensor:
         """`mel` is zero-padded or trimmed to `frames` video frames first, so T == frames.
@@ -46,10 +57,15 @@ class AudioFrontEnd(nn.Module):
         """
         n_mel = frames * AUDIO_FRAMES_PER_VIDEO_FRAME
         mel = F.pad(mel[:, :n_mel], (0, 0, 0, max(0, n_mel - mel.shape[1])))
-        x = zero_padding(mel, lengths * AUDIO_FRAMES_PER_VIDEO_FRAME).transpose(1, 2)
+        mel = zero_padding(mel, lengths * AUDIO_FRAMES_PER_VIDEO_FRAME)
+        # (batch, channels, time[, mel]): mel bins are the channels in 1-D, a second axis in 2-D
+        x = mel.transpose(1, 2) if self.project is None else mel.unsqueeze(1)
         for conv in self.convs:
             x = F.gelu(conv(x))
-        return zero_padding(x.transpose(1, 2), lengths)
+        x = x.transpose(1, 2)  # (batch, T, channels[, bins])
+        if self.project is not None:
+            x = self.project(x.flatten(2))
+        return zero_padding(x, lengths)
 
 
 class BasicBlock(nn.Module):

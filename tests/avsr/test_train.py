@@ -562,14 +562,16 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
-                     "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2"]) == 0
+                     "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
+                     "--audio-stem", "conv2d"]) == 0
+    assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
                                                splice_prob=0.2)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
-                ["--tempo", "fast"], ["--ema", "1"], ["--ema", "-0.5"], ["--splice-prob", "1.5"],
+                ["--tempo", "fast"], ["--audio-stem", "conv3d"], ["--ema", "1"], ["--ema", "-0.5"], ["--splice-prob", "1.5"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.config import BLOCKS, KINDS, supported_modalities
+from models.config import AUDIO_STEMS, BLOCKS, KINDS, ModelConfig, supported_modalities
 from models.dmf import build_model
 from models.loss import ctc_loss
 from models.tokenizer import VOCAB_SIZE
@@ -37,6 +37,29 @@ def test_padding_does_not_change_a_clip(kind: str, block: str) -> None:
         alone = model(audio[1:, : 5 * 4], video[1:, :5], lengths[1:])
     for name, log_probs in alone.items():
         torch.testing.assert_close(batch[name][1, :5], log_probs[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stem", AUDIO_STEMS)
+def test_each_audio_stem_gives_a_step_per_frame_whatever_the_padding(stem: str) -> None:
+    """Both audio front ends map 4 log-mel frames to one step, trained by the fused loss."""
+    model = build_model(tiny_config(kind="dmf", audio_stem=stem))
+    audio, video, lengths = random_inputs([9, 5])
+    model.eval()
+    with torch.no_grad():
+        batch = model(audio, video, lengths)
+        alone = model(audio[1:, : 5 * 4], video[1:, :5], lengths[1:])
+    assert batch["audio"].shape == (2, 9, VOCAB_SIZE)
+    torch.testing.assert_close(batch["audio"][1, :5], alone["audio"][0], atol=1e-5, rtol=1e-4)
+    model.train()
+    targets = torch.tensor([[3, 4, 5], [6, 7, 0]])
+    ctc_loss(model(audio, video, lengths)["av"], lengths, targets, torch.tensor([3, 2])).backward()
+    for name, parameter in model.audio_frontend.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_unknown_audio_stem_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown audio stem"):
+        ModelConfig(audio_stem="conv3d")
 
 
 def test_missing_stream_leaves_out_the_heads_that_need_it() -> None:
