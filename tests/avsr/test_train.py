@@ -571,7 +571,8 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                                                splice_prob=0.2)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
-                ["--tempo", "fast"], ["--audio-stem", "conv3d"], ["--ema", "1"], ["--ema", "-0.5"], ["--splice-prob", "1.5"],
+                ["--tempo", "fast"], ["--audio-stem", "conv3d"], ["--ema", "1"], ["--ema", "-0.5"],
+                ["--splice-prob", "1.5"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
