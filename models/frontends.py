@@ -35,8 +35,8 @@ class AudioFrontEnd(nn.Module):
 
     `stem="conv1d"` convolves over time with the mel bins as channels; `"conv2d"` over time
     and frequency with AUDIO_MAPS maps, halving both each time, then projects each step's
-    maps to d_model: its filters see local time-frequency patterns (a fricative's noise band,
-    a formant's move) wherever in the spectrum a speaker's voice puts them.
+    maps to d_model, so its filters see local time-frequency patterns (a fricative's noise band,
+    a formant's move). Off by default: it trains unreliably over seeds (README, Results).
     """
 
     def __init__(self, d_model: int, stem: AudioStem = "conv1d") -> None:
