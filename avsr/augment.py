@@ -1,6 +1,6 @@
 """Training augmentation: random mouth crops and flips, noisy audio, SpecAugment, speaking-rate
-(tempo) perturbation, dropped visual feature channels, modality dropout, mismatched lips, and
-words spliced in from other clips.
+(tempo) perturbation, dropped visual feature channels, modality dropout, mismatched lips, words
+spliced in from other clips, and clips cut to a run of their words.
 
 Every function draws from the generator it is given. Training seeds one per clip and epoch
 (`data.noise.condition_rng`), so an epoch's augmentation is the same in every run, process
@@ -50,6 +50,8 @@ class AugmentConfig:
     splice_prob: float = 0.0  # clips with word alignments: share of their words whose span (sound
     # and lips) is cut from another clip of as many words, there in the same place (in GRID, the
     # same slot of its grammar), so the network hears new sentences instead of memorising its few
+    crop_prob: float = 0.0  # clips with word alignments: share cut to a random run of their words
+    # (sound, lips and transcript), so no word can be read from the rest of a memorised sentence
 
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
@@ -69,6 +71,8 @@ class AugmentConfig:
             raise ValueError("blank_audio_prob + blank_video_prob must be at most 1")
         if not 0 <= self.splice_prob <= 1:
             raise ValueError(f"the share of spliced words must be between 0 and 1, got {self.splice_prob}")
+        if not 0 <= self.crop_prob <= 1:
+            raise ValueError(f"the share of cropped clips must be between 0 and 1, got {self.crop_prob}")
         left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
         if not 0 <= self.other_video_prob <= left:
             raise ValueError(f"the share of clips with another clip's lips must be between 0 and {left:g} "
@@ -177,3 +181,12 @@ def draw_sources(rng: np.random.Generator, own: int, words: int, peers: Sequence
         return [own] * words
     return [int(peers[rng.integers(len(peers))]) if rng.random() < config.splice_prob else own
             for _ in range(words)]
+
+
+def draw_words(rng: np.random.Generator, words: int, config: AugmentConfig) -> tuple[int, int]:
+    """The run of words [first, stop) a clip of `words` words is cut to: at `crop_prob` one of its
+    words * (words + 1) / 2 runs, each as likely, else all of them; 0 draws nothing."""
+    if config.crop_prob == 0 or rng.random() >= config.crop_prob:
+        return 0, words
+    runs = [(first, stop) for first in range(words) for stop in range(first + 1, words + 1)]
+    return runs[rng.integers(len(runs))]

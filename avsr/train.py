@@ -54,6 +54,7 @@ from avsr.augment import (
     draw_flip,
     draw_sources,
     draw_tempo,
+    draw_words,
     drop_channels,
     noisy,
     perturbation,
@@ -139,7 +140,7 @@ class Example:
     audio: np.ndarray  # (T * SAMPLES_PER_VIDEO_FRAME,) float32
     pooled: np.ndarray | None = None  # (2, T, channels[-1]) frozen trunk features: centre, mirror
     cuts: np.ndarray | None = None  # (words + 1,) video frames between its words (`word_cuts`), from
-    # its word alignment; None: no alignment, never spliced
+    # its word alignment; None: no alignment, never spliced or cropped
 
     @property
     def frames(self) -> int:
@@ -314,7 +315,7 @@ class Batcher:
             example = self.examples[index]
             rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
             if rng is not None:
-                example = self.splice(index, rng)
+                example = self.crop(self.splice(index, rng), rng)
             fused = rng is not None and "av" in self.heads
             change = perturbation(rng, self.config.augment) if fused else None
             clip = {}  # this clip's streams, (frames, ...) each
@@ -371,6 +372,28 @@ class Batcher:
             np.concatenate([clip.audio[span.start * samples : span.stop * samples] for clip, span in pieces]),
             None,  # the frozen trunk's features see 5 frames across each cut: `_video` computes them anew
             np.cumsum([0, *(span.stop - span.start for _, span in pieces)]),
+        )
+
+    def crop(self, example: Example, rng: np.random.Generator) -> Example:
+        """`example` cut to the run of its words `draw_words` draws (frames, samples, features, words)
+        at its word cuts; a clip without word cuts stays as it is."""
+        if example.cuts is None:
+            return example
+        words = len(example.cuts) - 1
+        first, stop = draw_words(rng, words, self.config.augment)
+        if (first, stop) == (0, words):
+            return example
+        span = slice(*example.cuts[[first, stop]])
+        transcript = " ".join(normalize(example.transcript).split()[first:stop])
+        samples = SAMPLES_PER_VIDEO_FRAME
+        return Example(
+            example.key,
+            transcript,
+            target_of(transcript),
+            example.mouths[span],
+            example.audio[span.start * samples : span.stop * samples],
+            None if example.pooled is None else example.pooled[:, span],
+            example.cuts[first : stop + 1] - example.cuts[first],
         )
 
     def _audio(
@@ -960,6 +983,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clips with a GRID word alignment (<speaker>/align/<clip>.align): share of "
                         "their words whose sound and lips are cut from another training clip's word in "
                         "the same place, so the network hears new sentences (default: %(default)s, none)")
+    parser.add_argument("--crop-prob", type=float, default=augment.crop_prob, metavar="P",
+                        help="clips with a GRID word alignment: share cut to a random run of their words "
+                        "(sound, lips and transcript), so no word is read from the rest of a memorised "
+                        "sentence (default: %(default)s, none)")
     parser.add_argument("--feature-dropout", type=float, default=augment.feature_dropout, metavar="P",
                         help="with --init-visual: share of the frozen trunk's feature channels zeroed in "
                         "all frames of a training clip, a new draw per clip and epoch, so the visual "
@@ -1042,7 +1069,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
             blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
             other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
-            feature_dropout=args.feature_dropout, splice_prob=args.splice_prob,
+            feature_dropout=args.feature_dropout, splice_prob=args.splice_prob, crop_prob=args.crop_prob,
         )
     except ValueError as error:
         args.parser.error(str(error))

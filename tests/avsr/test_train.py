@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -428,6 +429,48 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
     assert _texts(off(clips, epoch=1)) == transcripts
 
 
+def test_cropping_cuts_a_clip_to_a_run_of_its_words(aligned):
+    examples = train.load_examples(read_manifest(aligned[0]), aligned[1], progress=False)
+    frontend = _frontend(8)
+    train.precompute_pooled(frontend, examples, train.Processes())
+    augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
+                            freq_masks=0, flip_prob=0.0, crop_prob=0.5)
+    batcher = train.Batcher(examples, tiny(augment=augment), {}, frontend)
+    rng = np.random.default_rng(0)
+    runs = Counter()
+    for _ in range(20):
+        for example in examples:
+            out = batcher.crop(example, rng)
+            if example.cuts is None or out is example:
+                assert out is example or example.cuts is None
+                continue
+            words, kept = example.transcript.split(), out.transcript.split()
+            first = next(first for first in range(len(words)) if words[first : first + len(kept)] == kept)
+            stop = first + len(kept)
+            runs[first, stop] += 1
+            assert (first, stop) != (0, len(words))  # the whole clip comes back as it is
+            span = slice(example.cuts[first], example.cuts[stop])
+            assert np.array_equal(out.mouths, example.mouths[span])
+            assert np.array_equal(out.audio, example.audio[span.start * SAMPLES_PER_VIDEO_FRAME :
+                                                           span.stop * SAMPLES_PER_VIDEO_FRAME])
+            assert np.array_equal(out.pooled, example.pooled[:, span])  # the trunk's own, not rerun
+            assert out.cuts.tolist() == (example.cuts[first : stop + 1] - span.start).tolist()
+            assert decode(out.target.tolist()) == out.transcript and out.key == example.key
+    assert set(runs) == {(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)}  # every run of 3 words but the whole
+    assert 0.3 < sum(runs.values()) / (20 * N_ALIGNED) < 0.55  # half the clips, 5 of 6 runs cut
+
+    clips = range(len(examples))
+    transcripts = [example.transcript for example in examples]
+    batch = batcher(clips, epoch=1)
+    assert _texts(batch) != transcripts and _texts(batch)[N_ALIGNED:] == transcripts[N_ALIGNED:]
+    for index, example in enumerate(examples):  # each clip cut again as in epoch 1
+        out = batcher.crop(example, condition_rng(batcher.config.seed, "train", 1, example.key))
+        assert batch.lengths[index] == out.frames and _texts(batch)[index] == out.transcript
+        assert torch.equal(batch.video[index, : out.frames], torch.from_numpy(out.pooled[0]))
+    off = train.Batcher(examples, tiny(augment=replace(augment, crop_prob=0.0)), {}, frontend)
+    assert _texts(off(clips, epoch=1)) == transcripts
+
+
 def _texts(batch: train.Batch) -> list[str]:
     """The transcripts a batch's CTC targets spell."""
     return [decode(target[:length].tolist())
@@ -563,16 +606,16 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
-                     "--audio-stem", "conv2d"]) == 0
+                     "--crop-prob", "0.3", "--audio-stem", "conv2d"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
-                                               splice_prob=0.2)
+                                               splice_prob=0.2, crop_prob=0.3)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
                 ["--tempo", "fast"], ["--audio-stem", "conv3d"], ["--ema", "1"], ["--ema", "-0.5"],
-                ["--splice-prob", "1.5"],
+                ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
