@@ -381,15 +381,21 @@ def test_word_cuts_fall_between_words():
     assert word_cuts([AlignedWord(0.0, 0.01, "a"), AlignedWord(0.01, 0.3, "b")], 10, 25) is None
 
 
-def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
+def _word_batcher(aligned: tuple[Path, Path], **augment: float) -> train.Batcher:
+    """A batcher of the aligned corpus on a frozen trunk, with only the word augmentation `augment`."""
     examples = train.load_examples(read_manifest(aligned[0]), aligned[1], progress=False)
-    assert [example.cuts is None for example in examples] == [False] * N_ALIGNED + [True, True]
-    assert examples[0].cuts.tolist() == [0, 4, 8, 12]
     frontend = _frontend(8)
     train.precompute_pooled(frontend, examples, train.Processes())
-    augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
-                            freq_masks=0, flip_prob=0.0, splice_prob=0.5)
-    batcher = train.Batcher(examples, tiny(augment=augment), {}, frontend)
+    config = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
+                           freq_masks=0, flip_prob=0.0, **augment)
+    return train.Batcher(examples, tiny(augment=config), {}, frontend)
+
+
+def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
+    batcher = _word_batcher(aligned, splice_prob=0.5)
+    examples, frontend, augment = batcher.examples, batcher.frontend, batcher.config.augment
+    assert [example.cuts is None for example in examples] == [False] * N_ALIGNED + [True, True]
+    assert examples[0].cuts.tolist() == [0, 4, 8, 12]
     rng = np.random.default_rng(0)
     spliced = 0
     for _ in range(10):
@@ -430,12 +436,8 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
 
 
 def test_cropping_cuts_a_clip_to_a_run_of_its_words(aligned):
-    examples = train.load_examples(read_manifest(aligned[0]), aligned[1], progress=False)
-    frontend = _frontend(8)
-    train.precompute_pooled(frontend, examples, train.Processes())
-    augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
-                            freq_masks=0, flip_prob=0.0, crop_prob=0.5)
-    batcher = train.Batcher(examples, tiny(augment=augment), {}, frontend)
+    batcher = _word_batcher(aligned, crop_prob=0.5)
+    examples, frontend, augment = batcher.examples, batcher.frontend, batcher.config.augment
     rng = np.random.default_rng(0)
     runs = Counter()
     for _ in range(20):
