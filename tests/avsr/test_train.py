@@ -605,13 +605,14 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     configs = []
     monkeypatch.setattr(train, "train", lambda config, *args, **kwargs: configs.append(config))
     command = ["train", str(manifest), "--cache", str(cache_dir), "--out", str(tmp_path / "run")]
-    assert cli.main([*command, "--noise", f"pink,{hum}", "--snr-range=-5,10", "--clean-prob", "0.5",
+    assert cli.main([*command, "--noise", f"pink,{hum},pink", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
                      "--crop-prob", "0.3", "--audio-stem", "conv2d"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
-    assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=("pink", str(hum.resolve())),
+    kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
+    assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=kinds,
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
                                                splice_prob=0.2, crop_prob=0.3)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
