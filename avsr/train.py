@@ -960,7 +960,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     augment = defaults.augment
     parser.add_argument("--noise", default=",".join(augment.noise_kinds), metavar="LIST",
                         help=f"noises mixed into the training clips' audio, one drawn per noisy clip: "
-                        f"{KINDS_HELP} (babble: of other training clips; default: %(default)s)")
+                        f"{KINDS_HELP} (babble: of other training clips; one named twice is drawn twice "
+                        "as often; default: %(default)s)")
     parser.add_argument("--snr-range", default="{:g},{:g}".format(*augment.snr_db), metavar="LO,HI",
                         help="dB: each noisy clip's SNR is drawn uniformly between LO and HI; write "
                         "--snr-range=-5,20 when LO is negative (default: %(default)s)")
