@@ -993,8 +993,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "all frames of a training clip, a new draw per clip and epoch, so the visual "
                         "stream memorises its clips' fixed features less (default: %(default)s)")
     parser.add_argument("--block", choices=BLOCKS, default=ModelConfig.block,
-                        help="temporal block: bidirectional GRU or LSTM, or depthwise convolution "
-                        "(default: %(default)s)")
+                        help="temporal block: bidirectional GRU or LSTM, depthwise convolution, or "
+                        "convolution then self-attention (width divisible by 4) (default: %(default)s)")
     parser.add_argument("--audio-stem", choices=AUDIO_STEMS, default=ModelConfig.audio_stem,
                         help="audio front end: stride-2 convolutions over time with the mel bins as "
                         "channels, or over time and frequency (default: %(default)s)")

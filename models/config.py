@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 Kind = Literal["dmf", "early", "late", "audio", "video"]
-BlockKind = Literal["conv", "gru", "lstm"]
+BlockKind = Literal["conv", "gru", "lstm", "attention"]
 Modality = Literal["av", "audio", "video"]
 AudioStem = Literal["conv1d", "conv2d"]
 

@@ -10,7 +10,7 @@ from models.config import BlockKind
 # of 16 3-s clips), it trains conv models 1.6-1.9x faster (video 1.0 vs 1.8 s per step, dmf on
 # precomputed visual features 0.19 vs 0.30 s) but GRU models 1.2x slower; LSTM models 1.15x
 # faster (dmf at width 232, on precomputed visual features: 0.33 vs 0.38 s; GRU's 0.66 s in fp32).
-CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False, "lstm": True}
+CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False, "lstm": True, "attention": True}
 
 
 def default_bf16(device: torch.device, block: BlockKind) -> bool:

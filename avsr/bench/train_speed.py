@@ -31,14 +31,16 @@ from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
 CLIP_FRAMES = 75  # video frames of a 3-s GRID clip
 TARGET_CHARS = 30  # characters of a GRID sentence, about ("bin blue at f two now")
 WARMUP = 3  # steps before timing: allocator, cuDNN plans and autocast caches settle
-# (name, kind, block, pooled): the bundled recipe's models, as `avsr train` steps them.
+# (name, kind, block, width, pooled): the bundled recipe's models, as `avsr train` steps them, and
+# DMF with the other blocks at the widths their recipes use (0: the kind's default width).
 CASES = (
-    ("trunk", "video", "conv", False),
-    ("dmf", "dmf", "gru", True),
-    ("dmf-lstm", "dmf", "lstm", True),
-    ("late", "late", "gru", True),
-    ("early", "early", "gru", True),
-    ("audio", "audio", "gru", False),
+    ("trunk", "video", "conv", 0, False),
+    ("dmf", "dmf", "gru", 0, True),
+    ("dmf-lstm", "dmf", "lstm", 232, True),
+    ("dmf-attention", "dmf", "attention", 192, True),
+    ("late", "late", "gru", 0, True),
+    ("early", "early", "gru", 0, True),
+    ("audio", "audio", "gru", 0, False),
 )
 PROFILE_ROWS = 12  # operators listed per profiled case
 
@@ -63,11 +65,12 @@ def random_batch(model: AVSRModel, batch_size: int, device: torch.device, pooled
 
 
 def step_seconds(
-    kind: str, block: str, pooled: bool, bf16: bool, args: argparse.Namespace
+    model_config: ModelConfig, pooled: bool, bf16: bool, args: argparse.Namespace
 ) -> tuple[list[float], str | None]:
     """Seconds of each timed step of one case, and its profile table if asked for."""
     device = torch.device(args.device)
-    model = build_model(ModelConfig(kind=kind, block=block)).to(device).train()
+    kind = model_config.kind
+    model = build_model(model_config).to(device).train()
     if pooled:
         for part in frozen_visual(model.video_frontend):
             part.requires_grad_(False)
@@ -118,19 +121,21 @@ def main(argv: list[str] | None = None) -> None:
                    else f"cpu ({torch.get_num_threads()} threads)")
     rows = []
     print(f"{device_name}, torch {torch.__version__}, batch {args.batch_size}")
-    print("| case | kind | block | input | bf16 | ms per step | steps per s |")
-    print("| --- | --- | --- | --- | --- | --: | --: |")
-    for name, kind, block, pooled in CASES:
+    print("| case | kind | block | width | input | bf16 | ms per step | steps per s |")
+    print("| --- | --- | --- | --: | --- | --- | --: | --: |")
+    for name, kind, block, width, pooled in CASES:
         if name not in wanted:
             continue
+        model_config = ModelConfig(kind=kind, block=block, d_model=width)
         for bf16 in (False, True):
-            seconds, table = step_seconds(kind, block, pooled, bf16, args)
+            seconds, table = step_seconds(model_config, pooled, bf16, args)
             median = statistics.median(seconds)
-            rows.append({"case": name, "kind": kind, "block": block, "pooled": pooled, "bf16": bf16,
-                         "median_s": median, "seconds": seconds, "profile": table})
+            rows.append({"case": name, "kind": kind, "block": block, "d_model": model_config.d_model,
+                         "pooled": pooled, "bf16": bf16, "median_s": median, "seconds": seconds,
+                         "profile": table})
             source = "pooled" if pooled else ("crops" if kind != "audio" else "mel")
-            print(f"| {name} | {kind} | {block} | {source} | {bf16} | {1000 * median:.1f} | "
-                  f"{1 / median:.1f} |", flush=True)
+            print(f"| {name} | {kind} | {block} | {model_config.d_model} | {source} | {bf16} | "
+                  f"{1000 * median:.1f} | {1 / median:.1f} |", flush=True)
             if table is not None:
                 print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ def test_times_and_profiles_the_asked_case_in_both_precisions(tmp_path, capsys) 
     assert [(row["case"], row["bf16"]) for row in rows] == [("trunk", False), ("trunk", True)]
     assert all(len(row["seconds"]) == 2 and min(row["seconds"]) > 0 for row in rows)
     assert all("aten::convolution" in row["profile"] for row in rows)  # its convolutions
-    assert "| trunk | video | conv | crops | False |" in capsys.readouterr().out
+    assert all(row["d_model"] == 496 for row in rows)  # the video kind's default width
+    assert "| trunk | video | conv | 496 | crops | False |" in capsys.readouterr().out
 
 
 def test_refuses_an_unknown_case(tmp_path) -> None:

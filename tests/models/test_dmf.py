@@ -62,6 +62,11 @@ def test_unknown_audio_stem_is_refused() -> None:
         ModelConfig(audio_stem="conv3d")
 
 
+def test_attention_width_must_split_into_its_heads() -> None:
+    with pytest.raises(ValueError, match="divide by 4, got 34"):
+        build_model(tiny_config(block="attention", d_model=34))
+
+
 def test_missing_stream_leaves_out_the_heads_that_need_it() -> None:
     model = build_model(tiny_config()).eval()
     audio, video, lengths = random_inputs([6, 4])
