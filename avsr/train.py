@@ -1024,7 +1024,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
-                        help="bf16 autocast (default: on where faster: CUDA, CPU with conv or LSTM blocks)")
+                        help="bf16 autocast (default: on where faster: CUDA, CPU with conv or "
+                        "attention blocks)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="data-loader processes per training process (default: 0, in-process)")
 

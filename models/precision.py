@@ -8,9 +8,10 @@ from models.config import BlockKind
 
 # bf16 autocast on the CPU, by block: measured on a 2-core AMD EPYC with avx512_bf16 (batches
 # of 16 3-s clips), it trains conv models 1.6-1.9x faster (video 1.0 vs 1.8 s per step, dmf on
-# precomputed visual features 0.19 vs 0.30 s) but GRU models 1.2x slower; LSTM models 1.15x
-# faster (dmf at width 232, on precomputed visual features: 0.33 vs 0.38 s; GRU's 0.66 s in fp32).
-CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False, "lstm": True, "attention": True}
+# precomputed visual features 0.19 vs 0.30 s) and attention ones 1.25x (dmf at width 192: 0.28 vs
+# 0.34 s), but GRU models 1.25x slower (dmf 0.63 vs 0.50 s) and LSTM ones 1.06x (dmf at width
+# 232: 0.30 vs 0.28 s), since their blocks run on padded batches (`models.blocks.RecurrentBlock`).
+CPU_BF16: dict[BlockKind, bool] = {"conv": True, "gru": False, "lstm": False, "attention": True}
 
 
 def default_bf16(device: torch.device, block: BlockKind) -> bool:
