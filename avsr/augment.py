@@ -40,6 +40,8 @@ class AugmentConfig:
     flip_prob: float = 0.5  # share of clips whose mouth crops are mirrored left-right
     tempo: tuple[float, float] = (1.0, 1.0)  # speaking-rate factors (>1: faster): both streams of a
     # clip are resampled in time by one drawn log-uniformly in this range; (1, 1) draws none
+    tempo_pieces: int = 1  # with `tempo`: equal pieces of each clip, each resampled by a factor of its
+    # own, so the rate changes within a sentence as well as between sentences
     feature_dropout: float = 0.0  # models on a frozen visual trunk: share of its pooled feature
     # channels zeroed in all of a clip's frames (the rest scaled up), so the visual stream memorises
     # the few fixed feature sequences of each training clip less
@@ -65,6 +67,8 @@ class AugmentConfig:
             raise ValueError("noise_kinds is empty but clean_prob leaves clips to make noisy")
         if len(self.tempo) != 2 or not 0 < self.tempo[0] <= self.tempo[1]:
             raise ValueError(f"the tempo range must be lowest, highest factor above 0, got {self.tempo}")
+        if self.tempo_pieces < 1:
+            raise ValueError(f"a clip needs at least one tempo piece, got {self.tempo_pieces}")
         if not 0 <= self.feature_dropout < 1:
             raise ValueError(f"the feature dropout must be in [0, 1), got {self.feature_dropout}")
         if self.blank_audio_prob + self.blank_video_prob > 1:
@@ -84,19 +88,32 @@ def draw_flip(rng: np.random.Generator, config: AugmentConfig) -> bool:
     return bool(rng.random() < config.flip_prob)
 
 
-def draw_tempo(rng: np.random.Generator, config: AugmentConfig) -> float:
-    """One clip's speaking-rate factor (>1: faster), log-uniform in `config.tempo`; 1 draws nothing."""
+def draw_tempo(rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """One clip's speaking-rate factors (>1: faster), one per tempo piece, log-uniform in
+    `config.tempo`; (1, 1) draws nothing and gives a single 1."""
     low, high = config.tempo
     if low == high == 1:
-        return 1.0
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        return np.ones(1)
+    return np.exp(rng.uniform(np.log(low), np.log(high), size=config.tempo_pieces))
 
 
-def stretch(frames: torch.Tensor, length: int) -> torch.Tensor:
-    """(length, ...) from (T, ...) `frames`, resampled linearly in time: a slower or faster clip."""
-    flat = frames.reshape(len(frames), -1).T[None].float()  # (1, features, T)
-    resampled = torch.nn.functional.interpolate(flat, size=length, mode="linear", align_corners=False)
-    return resampled[0].T.reshape(length, *frames.shape[1:]).to(frames.dtype)
+def stretch(frames: torch.Tensor, length: int, factors: Sequence[float] = (1.0,)) -> torch.Tensor:
+    """(length, ...) from (T, ...) `frames`, resampled linearly in time: a slower or faster clip.
+
+    The clip's equal pieces, one per factor, are each played at their own factor (>1: faster); one
+    factor resamples uniformly, as `torch.nn.functional.interpolate(mode="linear")` does. Each
+    output frame reads the input at its centre's time (pixel-centre convention), between two frames.
+    """
+    durations = 1 / np.asarray(factors, dtype=np.float64)  # each piece's share of the output, unscaled
+    output_knots = np.concatenate([[0.0], np.cumsum(durations)]) / durations.sum()
+    input_knots = np.linspace(0.0, 1.0, len(durations) + 1)
+    centres = (np.arange(length) + 0.5) / length  # output frames' centres, as shares of the clip
+    positions = np.interp(centres, output_knots, input_knots) * len(frames) - 0.5
+    positions = np.clip(positions, 0, len(frames) - 1)
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, len(frames) - 1)
+    weight = torch.from_numpy(positions - below).float().reshape(-1, *[1] * (frames.dim() - 1))
+    return torch.lerp(frames[below].float(), frames[above].float(), weight).to(frames.dtype)
 
 
 def drop_channels(features: torch.Tensor, rng: np.random.Generator, config: AugmentConfig) -> torch.Tensor:

@@ -327,10 +327,11 @@ class Batcher:
                     clip["video"] = fit_length(self._video(self.examples[other], rng, False), example.frames)
                 else:
                     clip["video"] = self._video(example, rng, change == "blank video")
-            tempo = 1.0 if rng is None else draw_tempo(rng, self.config.augment)
-            frames = max(1, round(example.frames / tempo))
-            if tempo != 1:
-                clip = {name: stretch(stream, frames * STREAM_FRAMES[name]) for name, stream in clip.items()}
+            factors = np.ones(1) if rng is None else draw_tempo(rng, self.config.augment)
+            frames = max(1, round(example.frames * float(np.mean(1 / factors))))
+            if np.any(factors != 1):
+                clip = {name: stretch(stream, frames * STREAM_FRAMES[name], factors)
+                        for name, stream in clip.items()}
             if self.hears:
                 audio.append(clip["audio"])
             if self.sees:
@@ -980,6 +981,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speaking-rate perturbation: each training clip's audio features and video "
                         "are resampled in time by a factor drawn log-uniformly between LO and HI, e.g. "
                         "0.9,1.1 (>1: faster; default: %(default)s, none)")
+    parser.add_argument("--tempo-pieces", type=int, default=augment.tempo_pieces, metavar="N",
+                        help="with --tempo: cut each clip into N pieces of equal length, each resampled "
+                        "by a factor of its own, so the rate changes within a sentence too "
+                        "(default: %(default)s)")
     parser.add_argument("--splice-prob", type=float, default=augment.splice_prob, metavar="P",
                         help="clips with a GRID word alignment (<speaker>/align/<clip>.align): share of "
                         "their words whose sound and lips are cut from another training clip's word in "
@@ -1071,6 +1076,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             clean_prob=args.clean_prob, noise_kinds=tuple(kinds), snr_db=snr_range(args.snr_range),
             blank_audio_prob=args.blank_audio_prob, blank_video_prob=args.blank_video_prob,
             other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
+            tempo_pieces=args.tempo_pieces,
             feature_dropout=args.feature_dropout, splice_prob=args.splice_prob, crop_prob=args.crop_prob,
         )
     except ValueError as error:

@@ -276,11 +276,12 @@ def _same_crop_source(video: torch.Tensor, example: train.Example) -> bool:
     return False
 
 
-def test_tempo_resamples_both_streams_of_a_clip_alike(corpus):
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_tempo_resamples_both_streams_of_a_clip_alike(corpus, pieces):
     manifest, cache_dir = corpus
     examples = train.load_examples(read_manifest(manifest), cache_dir, progress=False)
     augment = AugmentConfig(clean_prob=1.0, blank_audio_prob=0.0, blank_video_prob=0.0, time_masks=0,
-                            freq_masks=0, flip_prob=0.0, tempo=(0.5, 2.0))
+                            freq_masks=0, flip_prob=0.0, tempo=(0.5, 2.0), tempo_pieces=pieces)
     batcher = train.Batcher(examples, tiny(augment=augment), {})
     clips = range(len(examples))
 
@@ -292,10 +293,10 @@ def test_tempo_resamples_both_streams_of_a_clip_alike(corpus):
         for index, frames in enumerate(batch.lengths.tolist()):
             assert 0.5 <= plain.lengths[index] / frames <= 2.0
             assert batch.audio[index, 4 * frames :].abs().sum() == 0  # padding only after its length
-            # a stretch keeps the clip's mean level: the same sound and lips, at another rate
-            original = plain.audio[index, : 4 * plain.lengths[index]]
-            torch.testing.assert_close(batch.audio[index, : 4 * frames].mean(), original.mean(),
-                                       atol=0.05, rtol=0.05)
+            if pieces == 1:  # a uniform stretch keeps the clip's mean level: the same sound, at another rate
+                original = plain.audio[index, : 4 * plain.lengths[index]]
+                torch.testing.assert_close(batch.audio[index, : 4 * frames].mean(), original.mean(),
+                                           atol=0.05, rtol=0.05)
     untouched = train.Batcher(examples, tiny(augment=replace(augment, tempo=(1.0, 1.0))), {})
     assert torch.equal(untouched(clips, epoch=1).lengths, plain.lengths)
 
@@ -491,6 +492,22 @@ def test_stretch_resamples_in_time():
     assert torch.all(fast[1:] > fast[:-1]) and torch.all(slow[1:] >= slow[:-1])
     assert fast[0, 0, 0] > ramp[0, 0, 0] and fast[-1, 0, 0] < ramp[-1, 0, 0]  # each a mean of a span
     assert torch.equal(stretch(ramp, 8), ramp)
+    clip = torch.randn(75, 3, 4)  # one factor: what interpolate gives, any length either way
+    for length in (60, 83):
+        expected = torch.nn.functional.interpolate(clip.reshape(75, 12).T[None], size=length, mode="linear")
+        torch.testing.assert_close(stretch(clip, length), expected[0].T.reshape(length, 3, 4),
+                                   atol=1e-4, rtol=0)
+
+
+def test_stretch_plays_each_piece_at_its_own_rate():
+    ramp = torch.arange(40.0)[:, None]  # frame t holds t
+    # the first half twice as fast, the second half at half speed: 10 + 40 output frames
+    warped = stretch(ramp, 50, (2.0, 0.5))
+    steps = torch.diff(warped[:, 0])
+    torch.testing.assert_close(steps[1:9], torch.full((8,), 2.0))  # two input frames per output frame
+    torch.testing.assert_close(steps[11:-1], torch.full((37,), 0.5))
+    assert 19 < warped[10, 0] < 21  # the pieces meet where the input's halves do
+    assert torch.equal(stretch(ramp, 40, (1.0, 1.0, 1.0)), ramp)  # equal factors: uniform
 
 
 def test_fit_length_cuts_or_repeats_the_last_frame():
@@ -613,16 +630,18 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     assert cli.main([*command, "--noise", f"pink,{hum},pink", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
-                     "--crop-prob", "0.3", "--audio-stem", "conv2d"]) == 0
+                     "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=kinds,
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
+                                               tempo_pieces=3,
                                                splice_prob=0.2, crop_prob=0.3)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
-                ["--tempo", "fast"], ["--audio-stem", "conv3d"], ["--ema", "1"], ["--ema", "-0.5"],
+                ["--tempo", "fast"], ["--tempo-pieces", "0"], ["--audio-stem", "conv3d"], ["--ema", "1"],
+                ["--ema", "-0.5"],
                 ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
