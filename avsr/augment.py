@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from math import ceil, floor
 from pathlib import Path
 from typing import Literal
 
@@ -54,6 +55,9 @@ class AugmentConfig:
     # same slot of its grammar), so the network hears new sentences instead of memorising its few
     crop_prob: float = 0.0  # clips with word alignments: share cut to a random run of their words
     # (sound, lips and transcript), so no word can be read from the rest of a memorised sentence
+    trim_prob: float = 0.0  # clips with word alignments: share whose silence before the first word and
+    # after the last is each cut to a random length, from none of it to all, so words are read where
+    # they are said: trained on clips that all start and end alike, the network places them by the edges
 
     def __post_init__(self) -> None:
         self.noise_kinds = tuple(self.noise_kinds)
@@ -77,6 +81,8 @@ class AugmentConfig:
             raise ValueError(f"the share of spliced words must be between 0 and 1, got {self.splice_prob}")
         if not 0 <= self.crop_prob <= 1:
             raise ValueError(f"the share of cropped clips must be between 0 and 1, got {self.crop_prob}")
+        if not 0 <= self.trim_prob <= 1:
+            raise ValueError(f"the share of trimmed clips must be between 0 and 1, got {self.trim_prob}")
         left = 1 - self.blank_audio_prob - self.blank_video_prob  # clips modality dropout leaves whole
         if not 0 <= self.other_video_prob <= left:
             raise ValueError(f"the share of clips with another clip's lips must be between 0 and {left:g} "
@@ -190,6 +196,16 @@ def word_cuts(words: Sequence[AlignedWord], frames: int, fps: float) -> np.ndarr
     return cuts if np.all(np.diff(cuts) > 0) else None
 
 
+def speech_span(words: Sequence[AlignedWord], frames: int, fps: float) -> tuple[int, int]:
+    """Video frames [start, stop) from the first of `words`' start to the last's end, within the clip.
+
+    Times are rounded to a thousandth of a frame first, so that a word ending on a frame's boundary
+    (0.56 s at 25 fps) does not reach into the next frame by a rounding error.
+    """
+    start = min(frames, floor(round(fps * words[0].start, 3)))
+    return start, max(start, min(frames, ceil(round(fps * words[-1].end, 3))))
+
+
 def draw_sources(rng: np.random.Generator, own: int, words: int, peers: Sequence[int], config: AugmentConfig
                  ) -> list[int]:
     """The clip each of clip `own`'s `words` word spans is cut from: itself, or at `splice_prob` one of
@@ -198,6 +214,16 @@ def draw_sources(rng: np.random.Generator, own: int, words: int, peers: Sequence
         return [own] * words
     return [int(peers[rng.integers(len(peers))]) if rng.random() < config.splice_prob else own
             for _ in range(words)]
+
+
+def draw_margins(rng: np.random.Generator, frames: int, speech: tuple[int, int], config: AugmentConfig
+                 ) -> tuple[int, int]:
+    """The frames [start, stop) a clip of `frames` frames whose words are said in `speech` keeps: at
+    `trim_prob`, a random part of the silence before its words and of the silence after them, each
+    drawn from none to all of it, else the whole clip; 0 draws nothing."""
+    if config.trim_prob == 0 or rng.random() >= config.trim_prob:
+        return 0, frames
+    return int(rng.integers(speech[0] + 1)), frames - int(rng.integers(frames - speech[1] + 1))
 
 
 def draw_words(rng: np.random.Generator, words: int, config: AugmentConfig) -> tuple[int, int]:

@@ -52,6 +52,7 @@ from avsr.augment import (
     Perturbation,
     Stream,
     draw_flip,
+    draw_margins,
     draw_sources,
     draw_tempo,
     draw_words,
@@ -59,6 +60,7 @@ from avsr.augment import (
     noisy,
     perturbation,
     spec_augment,
+    speech_span,
     stretch,
     word_cuts,
 )
@@ -140,7 +142,9 @@ class Example:
     audio: np.ndarray  # (T * SAMPLES_PER_VIDEO_FRAME,) float32
     pooled: np.ndarray | None = None  # (2, T, channels[-1]) frozen trunk features: centre, mirror
     cuts: np.ndarray | None = None  # (words + 1,) video frames between its words (`word_cuts`), from
-    # its word alignment; None: no alignment, never spliced or cropped
+    # its word alignment; None: no alignment, never spliced, cropped or trimmed
+    speech: tuple[int, int] | None = None  # video frames [start, stop) from its first word's start to
+    # its last word's end (`speech_span`); None exactly when `cuts` is
 
     @property
     def frames(self) -> int:
@@ -235,8 +239,9 @@ def load_examples(utterances: Sequence[Utterance], cache_dir: Path, progress: bo
     examples = []
     for utterance in tqdm(utterances, desc="loading clips", unit="clip", disable=not progress):
         clip = load_clip(cache_dir, utterance.video)
+        cuts, speech = clip_words(utterance, len(clip.mouths))
         examples.append(Example(str(utterance.video), utterance.transcript, target_of(utterance.transcript),
-                                clip.mouths, clip.audio, cuts=clip_cuts(utterance, len(clip.mouths))))
+                                clip.mouths, clip.audio, cuts=cuts, speech=speech))
     return examples
 
 
@@ -245,16 +250,17 @@ def target_of(transcript: str) -> np.ndarray:
     return np.array(encode(transcript), dtype=np.int64)
 
 
-def clip_cuts(utterance: Utterance, frames: int) -> np.ndarray | None:
-    """`word_cuts` of the clip from its alignment file; None without one, or for one whose words are
-    not the transcript's."""
+def clip_words(utterance: Utterance, frames: int) -> tuple[np.ndarray, tuple[int, int]] | tuple[None, None]:
+    """`word_cuts` and `speech_span` of the clip from its alignment file; Nones without one, for one
+    whose words are not the transcript's, or where a word is shorter than a frame."""
     path = alignment_path(utterance.video)
     if not path.is_file():
-        return None
+        return None, None
     words = read_alignment(path)
     if [word.word for word in words] != normalize(utterance.transcript).split():
-        return None
-    return word_cuts(words, frames, VIDEO_FPS)
+        return None, None
+    cuts = word_cuts(words, frames, VIDEO_FPS)
+    return (None, None) if cuts is None else (cuts, speech_span(words, frames, VIDEO_FPS))
 
 
 # The heads whose loss a perturbed clip leaves out: those that read a blanked stream, and the
@@ -315,7 +321,7 @@ class Batcher:
             example = self.examples[index]
             rng = None if epoch is None else condition_rng(self.config.seed, "train", epoch, example.key)
             if rng is not None:
-                example = self.crop(self.splice(index, rng), rng)
+                example = self.trim(self.crop(self.splice(index, rng), rng), rng)
             fused = rng is not None and "av" in self.heads
             change = perturbation(rng, self.config.augment) if fused else None
             clip = {}  # this clip's streams, (frames, ...) each
@@ -365,6 +371,8 @@ class Batcher:
         transcript = " ".join(normalize(clip.transcript).split()[slot]
                               for slot, (clip, _) in enumerate(pieces))
         samples = SAMPLES_PER_VIDEO_FRAME
+        cuts = np.cumsum([0, *(span.stop - span.start for _, span in pieces)])
+        (first, _), (last, last_span) = pieces[0], pieces[-1]  # a word keeps its place in its span
         return Example(
             example.key,  # its babble stays other clips' speech
             transcript,
@@ -372,7 +380,8 @@ class Batcher:
             np.concatenate([clip.mouths[span] for clip, span in pieces]),
             np.concatenate([clip.audio[span.start * samples : span.stop * samples] for clip, span in pieces]),
             None,  # the frozen trunk's features see 5 frames across each cut: `_video` computes them anew
-            np.cumsum([0, *(span.stop - span.start for _, span in pieces)]),
+            cuts,
+            (first.speech[0], int(cuts[-2] + last.speech[1] - last_span.start)),
         )
 
     def crop(self, example: Example, rng: np.random.Generator) -> Example:
@@ -395,6 +404,26 @@ class Batcher:
             example.audio[span.start * samples : span.stop * samples],
             None if example.pooled is None else example.pooled[:, span],
             example.cuts[first : stop + 1] - example.cuts[first],
+            (example.speech[0] - span.start if first == 0 else 0,  # a cut in a pause: no silence to trim
+             example.speech[1] - span.start if stop == words else span.stop - span.start),
+        )
+
+    def trim(self, example: Example, rng: np.random.Generator) -> Example:
+        """`example` with the silence before and after its words cut as `draw_margins` draws (frames,
+        samples, features); a clip without word cuts stays as it is."""
+        if example.speech is None:
+            return example
+        start, stop = draw_margins(rng, example.frames, example.speech, self.config.augment)
+        if (start, stop) == (0, example.frames):
+            return example
+        samples = SAMPLES_PER_VIDEO_FRAME
+        return replace(
+            example,
+            mouths=example.mouths[start:stop],
+            audio=example.audio[start * samples : stop * samples],
+            pooled=None if example.pooled is None else example.pooled[:, start:stop],
+            cuts=np.array([0, *(example.cuts[1:-1] - start), stop - start]),
+            speech=(example.speech[0] - start, example.speech[1] - start),
         )
 
     def _audio(
@@ -993,6 +1022,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="clips with a GRID word alignment: share cut to a random run of their words "
                         "(sound, lips and transcript), so no word is read from the rest of a memorised "
                         "sentence (default: %(default)s, none)")
+    parser.add_argument("--trim-prob", type=float, default=augment.trim_prob, metavar="P",
+                        help="clips with a GRID word alignment: share whose silence before the first word "
+                        "and after the last is each cut to a random length, so words are read where they "
+                        "are said, not where the clip's edges put them (default: %(default)s, none)")
     parser.add_argument("--feature-dropout", type=float, default=augment.feature_dropout, metavar="P",
                         help="with --init-visual: share of the frozen trunk's feature channels zeroed in "
                         "all frames of a training clip, a new draw per clip and epoch, so the visual "
@@ -1078,6 +1111,7 @@ def main_from_args(args: argparse.Namespace) -> int:
             other_video_prob=args.other_video_prob, tempo=tempo_range(args.tempo),
             tempo_pieces=args.tempo_pieces,
             feature_dropout=args.feature_dropout, splice_prob=args.splice_prob, crop_prob=args.crop_prob,
+            trim_prob=args.trim_prob,
         )
     except ValueError as error:
         args.parser.error(str(error))

@@ -419,6 +419,7 @@ def test_splicing_takes_each_word_from_a_clip_of_as_many_words(aligned):
             assert decode(out.target.tolist()) == out.transcript and out.key == example.key
             assert len(out.audio) == out.frames * SAMPLES_PER_VIDEO_FRAME
             assert (out.pooled is None) == (out is not example)  # the trunk sees across cuts: no stale ones
+            assert out.speech == (1, out.frames - 1)  # the first word's start and the last's end kept
     assert 0.3 < spliced / (10 * 3 * N_ALIGNED) < 0.7
 
     clips = range(len(examples))
@@ -477,6 +478,52 @@ def test_cropping_cuts_a_clip_to_a_run_of_its_words(aligned):
         assert torch.equal(batch.video[index, : out.frames], torch.from_numpy(out.pooled[0]))
     off = train.Batcher(examples, tiny(augment=replace(augment, crop_prob=0.0)), {}, frontend)
     assert _texts(off(clips, epoch=1)) == transcripts
+
+
+def test_trimming_cuts_the_silence_around_a_clips_words(aligned):
+    batcher = _word_batcher(aligned, trim_prob=0.5)
+    examples, frontend, augment = batcher.examples, batcher.frontend, batcher.config.augment
+    assert examples[0].speech == (1, 11)  # words from frame 1 to one before the end of its 12
+    rng = np.random.default_rng(0)
+    starts, stops, whole = Counter(), Counter(), 0
+    for _ in range(40):
+        for example in examples:
+            out = batcher.trim(example, rng)
+            if example.speech is None or out is example:  # no alignment, or not drawn
+                whole += example.speech is not None
+                continue
+            start, stop = example.speech[0] - out.speech[0], example.speech[0] - out.speech[0] + out.frames
+            starts[start] += 1
+            stops[example.frames - stop] += 1
+            assert 0 <= start <= example.speech[0] and example.speech[1] <= stop <= example.frames
+            assert out.transcript == example.transcript and np.array_equal(out.target, example.target)
+            assert np.array_equal(out.mouths, example.mouths[start:stop])
+            assert np.array_equal(out.audio, example.audio[start * SAMPLES_PER_VIDEO_FRAME :
+                                                           stop * SAMPLES_PER_VIDEO_FRAME])
+            assert np.array_equal(out.pooled, example.pooled[:, start:stop])
+            assert out.cuts.tolist() == [0, *(example.cuts[1:-1] - start), out.frames]
+    assert set(starts) == set(stops) == {0, 1}  # each edge's one frame of silence kept or cut
+    assert 0.4 < whole / (40 * N_ALIGNED) < 0.7  # half not drawn, and a quarter of the rest kept whole
+
+    cropped = _word_batcher(aligned, crop_prob=1.0)  # a cut in a pause leaves no silence to trim
+    rng = np.random.default_rng(1)
+    for example in examples[:N_ALIGNED]:
+        out = cropped.crop(example, rng)
+        words, kept = example.transcript.split(), out.transcript.split()
+        first = next(first for first in range(len(words)) if words[first : first + len(kept)] == kept)
+        stop = first + len(kept)
+        assert out.speech == (1 if first == 0 else 0, out.frames - 1 if stop == len(words) else out.frames)
+    clips = range(len(examples))
+    batch = batcher(clips, epoch=1)
+    for index, example in enumerate(examples):  # each clip trimmed again as in epoch 1
+        out = batcher.trim(example, condition_rng(batcher.config.seed, "train", 1, example.key))
+        assert batch.lengths[index] == out.frames
+        assert torch.equal(batch.video[index, : out.frames], torch.from_numpy(out.pooled[0]))
+    assert _texts(batch) == [example.transcript for example in examples]
+    frames = [example.frames for example in examples]
+    assert batch.lengths.tolist() != frames
+    off = train.Batcher(examples, tiny(augment=replace(augment, trim_prob=0.0)), {}, frontend)
+    assert off(clips, epoch=1).lengths.tolist() == frames
 
 
 def _texts(batch: train.Batch) -> list[str]:
@@ -630,19 +677,20 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     assert cli.main([*command, "--noise", f"pink,{hum},pink", "--snr-range=-5,10", "--clean-prob", "0.5",
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
-                     "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3"]) == 0
+                     "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3",
+                     "--trim-prob", "0.5"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=kinds,
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
                                                tempo_pieces=3,
-                                               splice_prob=0.2, crop_prob=0.3)
+                                               splice_prob=0.2, crop_prob=0.3, trim_prob=0.5)
     for bad in (["--snr-range", "10,0"], ["--snr-range", "clean,5"], ["--clean-prob", "1.5"],
                 ["--blank-audio-prob", "0.7", "--blank-video-prob", "0.7"], ["--tempo", "1.1,0.9"],
                 ["--tempo", "fast"], ["--tempo-pieces", "0"], ["--audio-stem", "conv3d"], ["--ema", "1"],
                 ["--ema", "-0.5"],
-                ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"],
+                ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"], ["--trim-prob", "2"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
