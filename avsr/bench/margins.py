@@ -13,13 +13,16 @@ scored greedily on it, beside the whole clips.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import jiwer
+import numpy as np
 
 from avsr.augment import speech_span
 from avsr.bench import bench_parser
-from avsr.benchmark import load_clip_set, select
+from avsr.benchmark import ClipSet, load_clip_set, select
+from avsr.train import Example
 from avsr.transcribe import Recognizer
 from data.grid import alignment_path, grid_dir, read_alignment
 from data.manifest import read_manifest
@@ -31,6 +34,32 @@ from preprocessing.video import VIDEO_FPS
 MARGINS = (0, 2, 5, 10)  # video frames of silence kept on each side: 0, 80, 200 and 400 ms
 
 
+def keep_margin(example: Example, speech: tuple[int, int], margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mouth crops and samples of `example` from `margin` frames before its words (`speech`,
+    frames [start, stop)) to `margin` after them, within the clip."""
+    first, last = max(0, speech[0] - margin), min(example.frames, speech[1] + margin)
+    samples = SAMPLES_PER_VIDEO_FRAME
+    return example.mouths[first:last], example.audio[first * samples : last * samples]
+
+
+def margin_wers(recognizer: Recognizer, clip_set: ClipSet, speech: Sequence[tuple[int, int]],
+                margins: Sequence[int | None]) -> list[dict]:
+    """For each of `margins` (None: the whole clip), every head's greedy WER on the clips cut by
+    `keep_margin`, clean; `speech` gives each clip's words' frames."""
+    decoder = Decoder(DecodingOptions())
+    rows = []
+    for margin in margins:
+        hypotheses: dict[str, list[str]] = {}
+        for example, span in zip(clip_set.examples, speech, strict=True):
+            whole = margin is None
+            streams = (example.mouths, example.audio) if whole else keep_margin(example, span, margin)
+            for head, log_probs in recognizer.head_emissions(*streams).items():
+                hypotheses.setdefault(head, []).append(decoder(log_probs).text)
+        wers = {head: jiwer.wer(clip_set.references, texts) for head, texts in hypotheses.items()}
+        rows.append({"margin_frames": margin, "wer": wers})
+    return rows
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--manifest", type=Path, default=(grid_dir() or Path(".")) / "manifest.tsv")
@@ -39,28 +68,14 @@ def main() -> None:
     args = parser.parse_args()
 
     recognizer = Recognizer.load(args.model, "cpu")
-    decoder = Decoder(DecodingOptions())
-    clip_set = load_clip_set(select(read_manifest(args.manifest), "dev"), args.manifest.parent, args.cache,
-                             progress=False)
     root = args.manifest.parent
+    clip_set = load_clip_set(select(read_manifest(args.manifest), "dev"), root, args.cache, progress=False)
     speech = [speech_span(read_alignment(alignment_path(root / name)), example.frames, VIDEO_FPS)
               for name, example in zip(clip_set.names, clip_set.examples, strict=True)]
-    rows = []
-    for margin in [None, *args.margins]:
-        hypotheses: dict[str, list[str]] = {}
-        for example, (start, stop) in zip(clip_set.examples, speech, strict=True):
-            first, last = (0, example.frames) if margin is None else (max(0, start - margin), stop + margin)
-            heads = recognizer.head_emissions(
-                example.mouths[first:last],
-                example.audio[first * SAMPLES_PER_VIDEO_FRAME : last * SAMPLES_PER_VIDEO_FRAME],
-            )
-            for head, log_probs in heads.items():
-                hypotheses.setdefault(head, []).append(decoder(log_probs).text)
-        wers = {head: jiwer.wer(clip_set.references, texts) for head, texts in hypotheses.items()}
-        label = "whole clip" if margin is None else f"{margin} frames"
-        figures = ", ".join(f"{head} {100 * wer:.1f} %" for head, wer in wers.items())
-        print(f"{label:>11}: {figures}", flush=True)
-        rows.append({"margin_frames": margin, "wer": wers})
+    rows = margin_wers(recognizer, clip_set, speech, [None, *args.margins])
+    for row in rows:
+        label = "whole clip" if row["margin_frames"] is None else f"{row['margin_frames']} frames"
+        print(f"{label:>11}: " + ", ".join(f"{head} {100 * wer:.1f} %" for head, wer in row["wer"].items()))
     args.json.write_text(json.dumps({"model": args.model, "clips": len(speech), "rows": rows}, indent=2))
 
 
