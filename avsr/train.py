@@ -70,7 +70,7 @@ from data.noise import BABBLE, KINDS_HELP, NoiseSpec, add_noise, condition_rng, 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import AUDIO_STEMS, BLOCKS, KINDS, Kind, Modality, ModelConfig, supported_modalities
 from models.decoding import greedy_decode
-from models.dmf import AVSRModel, build_model, count_parameters
+from models.dmf import INTERMEDIATE, AVSRModel, build_model, count_parameters
 from models.frontends import VisualFrontEnd
 from models.inputs import crop, pixels
 from models.precision import autocast, default_bf16
@@ -109,6 +109,8 @@ class TrainConfig:
     weight_decay: float = 1e-2  # AdamW's, on weight matrices (not biases or norms)
     grad_clip: float = 5.0  # largest gradient norm, over all parameters
     aux_weight: float = 0.5  # loss weight of each auxiliary head ("audio", "video" of dmf and late)
+    inter_weight: float = 0.0  # DMF: loss weight of intermediate CTC, its fused head on the middle
+    # shared layer (0: off)
     ema: float = 0.0  # per-step decay of the moving average of the weights that is evaluated and kept as
     # best.pt (0: off, the trained weights themselves); e.g. 0.995 averages over about 200 steps
     seed: int = 0
@@ -127,7 +129,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
         # Runs stored before `init`, `init_audio`, `init_video` and `ema` existed had none of them.
-        data = {"init": None, "init_audio": None, "init_video": None, "ema": 0.0} | data
+        data = {"init": None, "init_audio": None, "init_video": None, "ema": 0.0, "inter_weight": 0.0} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
 
@@ -470,10 +472,12 @@ def epoch_batches(n_clips: int, epoch: int, config: TrainConfig, procs: Processe
     return [shard[start : start + size] for start in range(0, len(shard), size)]
 
 
-def head_weights(kind: Kind, aux_weight: float) -> dict[Modality, float]:
-    """Loss weight of each head: 1 for the main one (the first), `aux_weight` for the others."""
+def head_weights(kind: Kind, aux_weight: float, inter_weight: float = 0.0) -> dict[str, float]:
+    """Loss weight of each head: 1 for the main one (the first), `aux_weight` for the others, and
+    for DMF `inter_weight` for INTERMEDIATE where that is not 0."""
     heads = supported_modalities(kind)
-    return {head: 1.0 if head == heads[0] else aux_weight for head in heads}
+    weights = {head: 1.0 if head == heads[0] else aux_weight for head in heads}
+    return weights | ({INTERMEDIATE: inter_weight} if kind == "dmf" and inter_weight else {})
 
 
 def head_losses(outputs: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor]:
@@ -492,7 +496,8 @@ def head_losses(outputs: Mapping[str, Tensor], batch: Batch) -> dict[str, Tensor
             reduction="none",
             zero_infinity=True,
         )
-        losses[head] = (per_clip * batch.weights[head]).sum() / len(batch.lengths)
+        counts = batch.weights["av" if head == INTERMEDIATE else head]
+        losses[head] = (per_clip * counts).sum() / len(batch.lengths)
     return losses
 
 
@@ -522,7 +527,7 @@ def optimizer_step(
     `LOSS`, the weighted CTC loss alone, and each head's as `LOSS_` + head.
     """
     with autocast(batch.targets.device, config.bf16):
-        outputs = net(batch.audio, batch.video, batch.lengths)
+        outputs = net(batch.audio, batch.video, batch.lengths, intermediate=INTERMEDIATE in weights)
     heads = head_losses(outputs, batch)
     loss = weighted(heads, weights)
     optimizer.zero_grad(set_to_none=True)
@@ -841,7 +846,7 @@ class Trainer:
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(warmup, config.epochs * steps_per_epoch)
         )
-        self.head_weights = head_weights(config.model.kind, config.aux_weight)
+        self.head_weights = head_weights(config.model.kind, config.aux_weight, config.inter_weight)
         self.main = supported_modalities(config.model.kind)[0]  # the head whose WER picks best.pt
         self.epoch, self.step, self.history, self.earlier_seconds = 0, 0, [], 0.0
         if state is not None:
@@ -987,6 +992,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight, metavar="W",
                         help="DMF and late fusion: loss weight of the audio-only and video-only heads, "
                         "against 1 for the audiovisual one (default: %(default)s)")
+    parser.add_argument("--inter-ctc", type=float, default=defaults.inter_weight, metavar="W",
+                        help="DMF: loss weight of intermediate CTC, its audiovisual head also read on "
+                        "the middle shared layer (default: %(default)s, off)")
     augment = defaults.augment
     parser.add_argument("--noise", default=",".join(augment.noise_kinds), metavar="LIST",
                         help=f"noises mixed into the training clips' audio, one drawn per noisy clip: "
@@ -1124,6 +1132,9 @@ def main_from_args(args: argparse.Namespace) -> int:
             args.parser.error(f"--init {args.init} is a {model.kind} model, not --kind {args.kind}")
     if args.dropout is not None:
         model = replace(model, dropout=args.dropout)
+    if args.inter_ctc and (model.kind != "dmf" or model.levels < 2):
+        args.parser.error(f"--inter-ctc reads DMF's middle shared layer: it needs --kind dmf with 2 levels "
+                          f"or more, not a {model.kind} model of {model.levels}")
     config = TrainConfig(
         model=model,
         augment=augment,
@@ -1131,6 +1142,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         aux_weight=args.aux_weight,
+        inter_weight=args.inter_ctc,
         ema=args.ema,
         seed=args.seed,
         dev_size=args.dev_size,

@@ -29,6 +29,9 @@ HEAD_INPUTS: dict[Modality, tuple[str, ...]] = {
     "audio": ("audio",),
     "video": ("video",),
 }
+# The output key of intermediate CTC (Lee & Watanabe, 2021): DMF's fused head on its middle shared
+# layer, s_{L/2}, read in training only (`AVSRModel.forward(intermediate=True)`).
+INTERMEDIATE = "av_mid"
 
 
 class Fusion(nn.Module):
@@ -81,7 +84,7 @@ class AVSRModel(nn.Module):
         self.heads = nn.ModuleDict({name: CTCHead(d) for name in supported_modalities(kind)})
 
     def forward(
-        self, audio: Tensor | None, video: Tensor | None, lengths: Tensor
+        self, audio: Tensor | None, video: Tensor | None, lengths: Tensor, intermediate: bool = False
     ) -> dict[str, Tensor]:
         """Log-probabilities (batch, T, VOCAB_SIZE) of every head whose streams are given.
 
@@ -89,6 +92,7 @@ class AVSRModel(nn.Module):
         mouth crops in [0, 1], or None; lengths: valid video frames per clip. T is the video's
         frame count (or the audio's / 4, rounded up). A stream the model does not use is
         ignored; heads needing a missing stream are left out (pass zeros to blank a stream).
+        `intermediate`: DMF also returns INTERMEDIATE, its fused head on shared layer L // 2.
         """
         heads = self.available_heads(audio is not None, video is not None)
         if not heads:
@@ -97,7 +101,7 @@ class AVSRModel(nn.Module):
         frames = (
             video.shape[1] if video is not None else ceil(audio.shape[1] / AUDIO_FRAMES_PER_VIDEO_FRAME)
         )
-        a = v = s = None
+        a = v = s = middle = None
         if self.audio_frontend is not None and audio is not None:
             a = self.audio_frontend(audio, lengths, frames)
         if self.video_frontend is not None and video is not None:
@@ -115,10 +119,15 @@ class AVSRModel(nn.Module):
                     below = [] if s is None else [s]
                     s = self.fusions[level]([a, v, *below], lengths)
                 s = self.shared_blocks[level](s, lengths)
+                if intermediate and self.config.kind == "dmf" and level + 1 == self.config.levels // 2:
+                    middle = s
         if self.config.kind == "late" and fused:
             s = self.fusions[0]([a, v], lengths)
         features = {"av": s, "audio": a, "video": v}
-        return {name: self.heads[name](features[name]) for name in heads}
+        outputs = {name: self.heads[name](features[name]) for name in heads}
+        if middle is not None:
+            outputs[INTERMEDIATE] = self.heads["av"](middle)
+        return outputs
 
     def available_heads(self, has_audio: bool, has_video: bool) -> list[Modality]:
         """The heads this model computes when given these streams."""

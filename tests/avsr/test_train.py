@@ -22,7 +22,7 @@ from data.manifest import Utterance, read_manifest
 from data.noise import condition_rng
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.config import ModelConfig
-from models.dmf import build_model
+from models.dmf import INTERMEDIATE, build_model
 from models.frontends import VisualFrontEnd
 from models.tokenizer import decode
 from preprocessing import cache
@@ -668,6 +668,18 @@ def test_best_checkpoint_weighs_the_noisy_dev_wer_where_the_model_hears():
     assert train.selection_wer({"wer_video": 0.12}, "video") == 0.12  # no noisy condition to read
 
 
+def test_intermediate_ctc_adds_the_middle_shared_layers_loss(corpus, tmp_path):
+    manifest, cache_dir = corpus
+    model = ModelConfig(kind="dmf", d_model=16, levels=2, visual_channels=(4, 8, 8))
+    train.train(tiny(epochs=1, inter_weight=0.3, model=model), manifest, cache_dir, tmp_path / "run")
+    with open(tmp_path / "run" / train.LOG) as handle:
+        row = next(csv.DictReader(handle))
+    heads = {head: float(row[f"train_loss_{head}"]) for head in ("av", "audio", "video", INTERMEDIATE)}
+    weighted = heads["av"] + 0.5 * (heads["audio"] + heads["video"]) + 0.3 * heads[INTERMEDIATE]
+    assert heads[INTERMEDIATE] > 0 and float(row["train_loss"]) == pytest.approx(weighted, rel=1e-6)
+    assert not any(name.startswith("wer_" + INTERMEDIATE) for name in row)  # dev reads the real heads
+
+
 def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
     manifest, cache_dir = corpus
     hum = write_video(tmp_path / "hum.avi", None, audio=tone(1.0, 0.0, 1.0, HUM_HZ))
@@ -678,9 +690,10 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
                      "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3",
-                     "--trim-prob", "0.5"]) == 0
+                     "--trim-prob", "0.5", "--inter-ctc", "0.3", "--levels", "2"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
+    assert configs[0].inter_weight == 0.3
     kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=kinds,
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
@@ -691,6 +704,7 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                 ["--tempo", "fast"], ["--tempo-pieces", "0"], ["--audio-stem", "conv3d"], ["--ema", "1"],
                 ["--ema", "-0.5"],
                 ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"], ["--trim-prob", "2"],
+                ["--inter-ctc", "0.3", "--levels", "1"], ["--inter-ctc", "0.3", "--kind", "late"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):

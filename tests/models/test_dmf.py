@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models.config import AUDIO_STEMS, BLOCKS, KINDS, ModelConfig, supported_modalities
-from models.dmf import build_model
+from models.dmf import INTERMEDIATE, build_model
 from models.loss import ctc_loss
 from models.tokenizer import VOCAB_SIZE
 from tests.models.helpers import random_inputs, tiny_config
@@ -120,6 +120,24 @@ def test_fused_loss_reaches_every_level_and_both_streams(block: str) -> None:
         blocks = fusion.proj.weight.grad.split(config.d_model, dim=1)
         assert len(blocks) == n_inputs
         assert all(block_grad.abs().sum() > 0 for block_grad in blocks), level
+
+
+def test_intermediate_ctc_reads_the_middle_shared_layer_with_the_fused_head() -> None:
+    """INTERMEDIATE is the "av" head on s_{L/2}: its loss trains the levels up to it, not above."""
+    model = build_model(tiny_config(levels=4)).train()
+    audio, video, lengths = random_inputs([9, 5])
+    out = model(audio, video, lengths, intermediate=True)
+    assert set(out) == {"av", "audio", "video", INTERMEDIATE}
+    assert out[INTERMEDIATE].shape == out["av"].shape
+    assert not torch.allclose(out[INTERMEDIATE], out["av"])
+    targets = torch.tensor([[3, 4, 5], [6, 7, 0]])
+    ctc_loss(out[INTERMEDIATE], lengths, targets, torch.tensor([3, 2])).backward()
+    trained = {name for name, parameter in model.named_parameters() if parameter.grad is not None}
+    assert {"shared_blocks.1.norm.weight", "fusions.1.proj.weight", "heads.av.proj.weight"} <= trained
+    assert not any(name.startswith(("shared_blocks.2.", "fusions.2.", "fusions.3.")) for name in trained)
+    with torch.no_grad():
+        assert INTERMEDIATE not in model(audio, video, lengths)  # off unless asked for
+        assert INTERMEDIATE not in model(audio, None, lengths, intermediate=True)  # no fused stream
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
