@@ -17,7 +17,10 @@ Models read their inputs as in training's evaluation and `avsr transcribe` (cent
 normalised log-mel, bf16 autocast where faster: `models.precision`) and decode greedily, or by
 beam search (`beam` > 1) with the model's language model as `Recognizer.decoding_options` picks
 it. Babble mixes BABBLE_TALKERS of the benchmark's other clips, never the target itself, or
-utterances of a `babble_manifest`.
+utterances of a `babble_manifest`. Each clip is read whole, as it is cut: without the still lips
+and quiet `avsr transcribe` pads a recording's edges with (`avsr.windows.edge_pads`), which
+depend on the noise, so the trunk's features could not be shared across conditions; GRID's clips
+have their own silence (`python -m avsr.bench.margins` measures both ways).
 """
 
 from __future__ import annotations

@@ -71,12 +71,6 @@ START_FRAMES = 2  # voiced frames in a row that start an utterance: a click is n
 PRE_ROLL_FRAMES = 5  # frames (0.2 s) kept before the first voiced one: soft onsets
 HANGOVER_FRAMES = 7  # unvoiced frames (0.28 s) that end an utterance (and stay in it); GRID's pauses
 # within a sentence are < 0.15 s
-# Frames of still lips and room sound (the last crop and the hangover's sound, looped) added after
-# an utterance: the model emits a word's letters up to ~0.5 s after it is said, and learnt from
-# clips that end in 0.6-1.2 s of silence. On 12 s1 dev clips cut as here (a model half-trained),
-# the WER was 0.29 ending the utterance 0.12 s after the voice, 0.24 with the hangover, 0.19 with
-# it and this padding, and 0.18 reading the whole clip.
-TAIL_PAD_FRAMES = 8
 MAX_UTTERANCE_FRAMES = 15 * VIDEO_FPS  # an utterance is cut after 15 s, so captions keep coming
 HISTORY_FRAMES = MAX_UTTERANCE_FRAMES + PRE_ROLL_FRAMES + HANGOVER_FRAMES  # frames kept to cut from
 FACE_LOST_FRAMES = VIDEO_FPS // 2  # 0.5 s without a face: say so, on screen and once on stderr
@@ -652,17 +646,13 @@ class Live:
     def _recognise(
         self, start: int, voiced_end: int, frames: list[Tracked], waveform: np.ndarray, spec: NoiseSpec | None
     ) -> Caption:
-        """The caption of one utterance (in the recognition thread), padded by TAIL_PAD_FRAMES: every
-        head that can read it."""
+        """The caption of one utterance (in the recognition thread): every head that can read it.
+        `transcribe_clip` pads its edges with still lips and quiet sound (`avsr.windows`)."""
         try:
             crops = crop_mouths([frame.gray for frame in frames], [frame.landmarks for frame in frames],
                                 self.name).crops
         except NoFaceError:  # heard only
             crops = None
-        tail = waveform[-HANGOVER_FRAMES * SAMPLES_PER_VIDEO_FRAME :]
-        waveform = np.concatenate([waveform, np.resize(tail, TAIL_PAD_FRAMES * SAMPLES_PER_VIDEO_FRAME)])
-        if crops is not None:
-            crops = np.concatenate([crops, np.repeat(crops[-1:], TAIL_PAD_FRAMES, axis=0)])
         if spec is not None:
             waveform = add_noise(waveform, spec, self.rng, pool=self.babble, exclude="")
         transcripts = self.recognizer.transcribe_clip(crops, waveform, Path(self.name), self.options.decoding)

@@ -23,7 +23,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from avsr.windows import CONTEXT_FRAMES, WINDOW_FRAMES, Window, iter_windows, pause_cuts
+from avsr.windows import (
+    CONTEXT_FRAMES,
+    WINDOW_FRAMES,
+    Window,
+    edge_padding,
+    edge_pads,
+    iter_windows,
+    pad_streams,
+    pause_cuts,
+)
 from data.manifest import read_manifest
 from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
 from models.checkpoint import ADAPTATION, WEIGHTS_DIR, load_checkpoint
@@ -36,7 +45,7 @@ from models.precision import autocast, default_bf16
 from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME, decode_audio, features, fit_to_video
 from preprocessing.cache import Failure, pool_context
 from preprocessing.clip import MIN_FRAMES
-from preprocessing.errors import ClipTooShortError, NoVideoStreamError, SilentAudioError
+from preprocessing.errors import ClipTooShortError, NoAudioStreamError, NoVideoStreamError, SilentAudioError
 from preprocessing.mouth import iter_mouth_chunks
 from preprocessing.video import FRAME_SECONDS, iter_frames
 
@@ -69,6 +78,20 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class Emitted:
+    """One head's outputs over a recording, window by window, and what each stands for."""
+
+    log_probs: Tensor  # (N, VOCAB_SIZE): one per video frame, and one per frame of edge padding
+    frames: np.ndarray  # (N,) the recording's video frame each output stands for (padding: its edge's)
+    breaks: list[int]  # outputs where a pause cut the recording: no word crosses them (`Decoder`)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of the recording."""
+        return (int(self.frames[-1]) + 1) * FRAME_SECONDS
+
+
+@dataclass(frozen=True)
 class TranscribeOptions:
     """How `Recognizer.transcribe` reads and decodes a file."""
 
@@ -93,6 +116,7 @@ class Recognizer:
         self.window_frames = WINDOW_FRAMES  # outputs kept per window (see `avsr.windows`)
         self.context_frames = CONTEXT_FRAMES  # frames read on each side of them
         self.cut_at_pauses = True  # windows end where the sound pauses (`avsr.windows.pause_cuts`)
+        self.pad_edges = True  # windows' edges padded with still lips and quiet (`avsr.windows.edge_pads`)
         self._decoders: dict[DecodingOptions, Decoder] = {}
 
     @classmethod
@@ -152,8 +176,8 @@ class Recognizer:
     ) -> Transcript:
         """`transcribe` with its options as a `TranscribeOptions`."""
         modality, spec, decoder = self.prepare(options)
-        log_probs, breaks = self.log_probs(path, modality, spec, options.seed, babble)
-        return self._transcript(path, modality, log_probs, breaks, decoder, spec)
+        emitted = self.log_probs(path, modality, spec, options.seed, babble)
+        return self._transcript(path, modality, emitted, decoder, spec)
 
     def transcribe_clip(
         self, mouths: np.ndarray | None, waveform: np.ndarray, path: Path, options: TranscribeOptions
@@ -174,25 +198,28 @@ class Recognizer:
             return {}
         chunks = self._chunks(iter([mouths]) if sees else None, waveform)
         heads: dict[Modality, list[Tensor]] = {}
-        breaks = []
-        for window, frames, audio in self._windows(chunks, waveform, hears=True, sees=sees):
-            breaks += [window.keep_start] if window.after_pause else []
+        positions, breaks = [], []
+        for window, kept, frames, audio, where in self._windows(chunks, waveform, hears=True, sees=sees):
+            breaks += [sum(map(len, positions))] if window.after_pause else []
+            positions.append(where)
             for modality, emitted in self.head_emissions(frames, audio).items():
-                heads.setdefault(modality, []).append(emitted[window.kept])
-        return {modality: self._transcript(path, modality, _stitched(path, outputs), breaks, decoder)
-                for modality, outputs in heads.items()}
+                heads.setdefault(modality, []).append(emitted[kept])
+        return {modality: self._transcript(path, modality, _stitched(path, parts, positions, breaks), decoder)
+                for modality, parts in heads.items()}
 
     def _transcript(
-        self, path: Path, modality: Modality, log_probs: Tensor, breaks: list[int], decoder: Decoder,
+        self, path: Path, modality: Modality, emitted: Emitted, decoder: Decoder,
         spec: NoiseSpec | None = None,
     ) -> Transcript:
-        """The decoded words of one head's log-probabilities, timed from the clip's start; words
-        end at `breaks` (frames)."""
-        hypothesis = decoder(log_probs, breaks)
-        words = [Word(span.word, span.start * FRAME_SECONDS, span.end * FRAME_SECONDS, span.confidence)
+        """The decoded words of one head's outputs, timed from the recording's start."""
+        hypothesis = decoder(emitted.log_probs, emitted.breaks)
+        # A word ends where the output after its last character stands: padding's outputs share
+        # their edge frame, so the words that come out there stay in order.
+        times = np.append(emitted.frames, emitted.frames[-1] + 1) * FRAME_SECONDS
+        words = [Word(span.word, float(times[span.start]), float(times[span.end]), span.confidence)
                  for span in hypothesis.words]
-        return Transcript(path, hypothesis.text, words, len(log_probs) * FRAME_SECONDS, modality,
-                          self.name, None if spec is None else str(spec))
+        return Transcript(path, hypothesis.text, words, emitted.duration, modality, self.name,
+                          None if spec is None else str(spec))
 
     def prepare(self, options: TranscribeOptions) -> tuple[Modality, NoiseSpec | None, Decoder]:
         """The head, noise condition and decoder `options` select; raises ValueError or
@@ -211,13 +238,16 @@ class Recognizer:
         spec: NoiseSpec | None = None,
         seed: int = 0,
         babble: Mapping[str, np.ndarray] | None = None,
-    ) -> tuple[Tensor, list[int]]:
-        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head over the whole file, window by
-        window, and the frames where a pause cut it: no word crosses them (`Decoder`)."""
+    ) -> Emitted:
+        """The outputs of `modality`'s head over the whole file, window by window."""
         hears, sees = modality != "video", modality != "audio"
-        waveform = np.zeros(0, np.float32)
-        if hears:
+        try:  # read for the lips alone too: it tells where the silence is (`avsr.windows.edge_padding`)
             waveform = decode_audio(path)
+        except NoAudioStreamError:
+            if hears:
+                raise
+            waveform = None
+        if waveform is not None:
             if modality == "audio" and (len(waveform) == 0 or power(waveform) < SILENT_POWER):
                 raise SilentAudioError(path, "recognise from the video instead")
             if spec is not None:
@@ -226,30 +256,45 @@ class Recognizer:
         mouths = None
         if sees:
             mouths = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
-        outputs, breaks = [], []
-        for window, frames, audio in self._windows(self._chunks(mouths, waveform), waveform, hears, sees):
-            breaks += [window.keep_start] if window.after_pause else []
-            outputs.append(self.emissions(modality, frames, audio)[window.kept])
-        return _stitched(path, outputs), breaks
+        outputs, positions, breaks = [], [], []
+        for window, kept, frames, audio, where in self._windows(self._chunks(mouths, waveform), waveform,
+                                                                 hears, sees):
+            breaks += [sum(map(len, positions))] if window.after_pause else []
+            positions.append(where)
+            outputs.append(self.emissions(modality, frames, audio)[kept])
+        return _stitched(path, outputs, positions, breaks)
 
     @staticmethod
-    def _chunks(mouths: Iterator[np.ndarray] | None, waveform: np.ndarray) -> Iterator[np.ndarray]:
+    def _chunks(mouths: Iterator[np.ndarray] | None, waveform: np.ndarray | None) -> Iterator[np.ndarray]:
         """The frame-aligned arrays the windows are cut from: the mouth crops, or without them
         the waveform a video frame's samples at a time."""
-        if mouths is not None:
+        if mouths is not None or waveform is None:
             return mouths
         frames = -(-len(waveform) // SAMPLES_PER_VIDEO_FRAME)  # a partial frame counts
         return iter([fit_to_video(waveform, frames).reshape(frames, SAMPLES_PER_VIDEO_FRAME)])
 
     def _windows(
-        self, chunks: Iterator[np.ndarray], waveform: np.ndarray, hears: bool, sees: bool
-    ) -> Iterator[tuple[Window, np.ndarray | None, np.ndarray | None]]:
-        """Each window with the model's inputs: its mouth crops if `sees`, its audio if `hears`."""
+        self, chunks: Iterator[np.ndarray], waveform: np.ndarray | None, hears: bool, sees: bool
+    ) -> Iterator[tuple[Window, slice, np.ndarray | None, np.ndarray | None, np.ndarray]]:
+        """Each window; the slice of its outputs kept; the model's inputs, padded at its edges
+        (`avsr.windows.edge_pads`): its mouth crops if `sees`, its audio if `hears`; and the
+        recording's frame each kept output stands for. `waveform` (None: the file has no sound)
+        also sets the padding where only the lips are read."""
         cuts = pause_cuts(waveform) if hears and self.cut_at_pauses else []
+        padding = edge_padding(waveform)
         for window, frames in iter_windows(chunks, self.window_frames, self.context_frames, cuts):
-            audio = waveform[window.start * SAMPLES_PER_VIDEO_FRAME :]
-            yield (window, frames if sees else None,
-                   fit_to_video(audio, window.end - window.start) if hears else None)
+            audio = None
+            if hears:
+                audio = waveform[window.start * SAMPLES_PER_VIDEO_FRAME :]
+                audio = fit_to_video(audio, window.end - window.start)
+            before, after = edge_pads(window, padding) if self.pad_edges else (0, 0)
+            frames, audio = pad_streams(frames if sees else None, audio, before, after, padding.rms)
+            # Padding is only added where the window keeps its outputs up to its edge: kept too.
+            kept = slice(window.kept.start, window.kept.stop + before + after)
+            where = np.concatenate([np.full(before, window.keep_start),
+                                    np.arange(window.keep_start, window.keep_end),
+                                    np.full(after, window.keep_end - 1)])
+            yield window, kept, frames, audio, where
 
     def emissions(self, modality: Modality, mouths: np.ndarray | None, waveform: np.ndarray | None) -> Tensor:
         """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip (see `head_emissions`)."""
@@ -278,14 +323,16 @@ class Recognizer:
         return {modality: log_probs[0].float().cpu() for modality, log_probs in heads.items()}
 
 
-def _stitched(path: Path, outputs: list[Tensor]) -> Tensor:
-    """One recording's log-probabilities from its windows' kept parts; raises for too few frames."""
+def _stitched(path: Path, outputs: list[Tensor], positions: list[np.ndarray], breaks: list[int]) -> Emitted:
+    """One recording's outputs from its windows' kept parts (`Recognizer._windows`); raises for too
+    few frames."""
     if not outputs:
         raise NoVideoStreamError(path, "the video stream holds no frames")
-    log_probs = torch.cat(outputs)
-    if len(log_probs) < MIN_FRAMES:
-        raise ClipTooShortError(path, f"{len(log_probs)} frames, the minimum is {MIN_FRAMES}")
-    return log_probs
+    emitted = Emitted(torch.cat(outputs), np.concatenate(positions), breaks)
+    frames = int(emitted.frames[-1]) + 1
+    if frames < MIN_FRAMES:
+        raise ClipTooShortError(path, f"{frames} frames, the minimum is {MIN_FRAMES}")
+    return emitted
 
 
 def noise_spec(noise: str | Path | None, snr: float | None) -> NoiseSpec | None:

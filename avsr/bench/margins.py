@@ -5,7 +5,8 @@ place the first and last words by the clip's edges rather than by the speech. A 
 starts or ends close to the speech (a trimmed video, an utterance `avsr live` cuts at a pause)
 then reads worse. Each s1 dev clip is cut to keep `margin` video frames of silence before its
 first word and after its last (from its GRID alignment), clean, and every head of the model is
-scored greedily on it, beside the whole clips.
+scored greedily on it, beside the whole clips, as `avsr transcribe` reads them: with their edges
+padded with still lips and quiet sound (`avsr.windows.edge_pads`), and without.
 
     .venv/bin/python -m avsr.bench.margins --cache cache --json runs/margins.json
 """
@@ -23,10 +24,9 @@ from avsr.augment import speech_span
 from avsr.bench import bench_parser
 from avsr.benchmark import ClipSet, load_clip_set, select
 from avsr.train import Example
-from avsr.transcribe import Recognizer
+from avsr.transcribe import Recognizer, TranscribeOptions
 from data.grid import alignment_path, grid_dir, read_alignment
 from data.manifest import read_manifest
-from models.decoding import Decoder, DecodingOptions
 from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME
 from preprocessing.cache import default_cache_dir
 from preprocessing.video import VIDEO_FPS
@@ -44,20 +44,30 @@ def keep_margin(example: Example, speech: tuple[int, int], margin: int) -> tuple
 
 def margin_wers(recognizer: Recognizer, clip_set: ClipSet, speech: Sequence[tuple[int, int]],
                 margins: Sequence[int | None]) -> list[dict]:
-    """For each of `margins` (None: the whole clip), every head's greedy WER on the clips cut by
-    `keep_margin`, clean; `speech` gives each clip's words' frames."""
-    decoder = Decoder(DecodingOptions())
+    """For each of `margins` (None: the whole clip), with the edges padded and without, every
+    head's greedy WER on the clips cut by `keep_margin`, clean; `speech` gives each clip's words'
+    frames."""
     rows = []
     for margin in margins:
-        hypotheses: dict[str, list[str]] = {}
-        for example, span in zip(clip_set.examples, speech, strict=True):
-            whole = margin is None
-            streams = (example.mouths, example.audio) if whole else keep_margin(example, span, margin)
-            for head, log_probs in recognizer.head_emissions(*streams).items():
-                hypotheses.setdefault(head, []).append(decoder(log_probs).text)
-        wers = {head: jiwer.wer(clip_set.references, texts) for head, texts in hypotheses.items()}
-        rows.append({"margin_frames": margin, "wer": wers})
+        for padded in (True, False):
+            recognizer.pad_edges = padded
+            hypotheses: dict[str, list[str]] = {}
+            for example, span in zip(clip_set.examples, speech, strict=True):
+                for head, text in _read(recognizer, example, span, margin).items():
+                    hypotheses.setdefault(head, []).append(text)
+            wers = {head: jiwer.wer(clip_set.references, texts) for head, texts in hypotheses.items()}
+            rows.append({"margin_frames": margin, "padded": padded, "wer": wers})
+    recognizer.pad_edges = True
     return rows
+
+
+def _read(
+    recognizer: Recognizer, example: Example, speech: tuple[int, int], margin: int | None
+) -> dict[str, str]:
+    """Every head's greedy transcript of `example`, whole (`margin` None) or cut by `keep_margin`."""
+    streams = (example.mouths, example.audio) if margin is None else keep_margin(example, speech, margin)
+    transcripts = recognizer.transcribe_clip(*streams, Path(example.key), TranscribeOptions(beam=1))
+    return {head: transcript.text for head, transcript in transcripts.items()}
 
 
 def main() -> None:
@@ -75,7 +85,8 @@ def main() -> None:
     rows = margin_wers(recognizer, clip_set, speech, [None, *args.margins])
     for row in rows:
         label = "whole clip" if row["margin_frames"] is None else f"{row['margin_frames']} frames"
-        print(f"{label:>11}: " + ", ".join(f"{head} {100 * wer:.1f} %" for head, wer in row["wer"].items()))
+        label += ", padded" if row["padded"] else ", as cut"
+        print(f"{label:>19}: " + ", ".join(f"{head} {100 * wer:.1f} %" for head, wer in row["wer"].items()))
     args.json.write_text(json.dumps({"model": args.model, "clips": len(speech), "rows": rows}, indent=2))
 
 

@@ -235,7 +235,7 @@ def test_a_model_runs_the_heads_asked_or_else_its_own():
     assert benchmark.benchmarked_heads(("av",), ("audio", "video")) == ("av",)
 
 
-def test_clean_emissions_are_those_transcribe_computes(corpus, models):
+def test_clean_emissions_are_those_of_each_clip_alone(corpus, models):
     clip_set = load_clip_set(select(read_manifest(corpus[0])), corpus[0].parent, corpus[1], progress=False)
     recognizer = Recognizer.load(models["dmf"], "cpu")
     heads = ("av", "audio", "video")

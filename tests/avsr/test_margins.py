@@ -44,7 +44,10 @@ def test_every_head_is_scored_and_a_margin_past_the_edges_is_the_whole_clip(tmp_
     save_checkpoint(tmp_path / "dmf.pt", build_model(config), config, data="synthetic")
     recognizer = Recognizer.load(tmp_path / "dmf.pt", "cpu")
     rows = margin_wers(recognizer, _clip_set(), SPEECH, [None, 0, FRAMES])
-    assert [row["margin_frames"] for row in rows] == [None, 0, FRAMES]
+    assert [(row["margin_frames"], row["padded"]) for row in rows] == [
+        (None, True), (None, False), (0, True), (0, False), (FRAMES, True), (FRAMES, False)]
     assert all(set(row["wer"]) == {"av", "audio", "video"} for row in rows)
-    assert rows[2]["wer"] == rows[0]["wer"]  # nothing cut
+    assert rows[4]["wer"] == rows[0]["wer"] and rows[5]["wer"] == rows[1]["wer"]  # nothing cut
+    assert rows[2]["wer"] != rows[3]["wer"]  # the padding changes what is read
     assert all(wer >= 0 for row in rows for wer in row["wer"].values())
+    assert recognizer.pad_edges

@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avsr.windows import iter_windows, pause_cuts
+from avsr.windows import (
+    EDGE_PAD_DB,
+    EDGE_QUIET_FRAMES,
+    LOUD_PERCENTILE,
+    EdgePadding,
+    Window,
+    edge_padding,
+    edge_pads,
+    frame_levels,
+    iter_windows,
+    pad_streams,
+    pause_cuts,
+)
 from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 
 SIZE, CONTEXT = 10, 4  # frames kept per window, and read on each side
@@ -106,3 +118,38 @@ def test_windows_end_at_cuts_and_never_read_across_them(chunk: int) -> None:
         assert window.after_pause == at_cut_start
         assert window.start == (window.keep_start if at_cut_start else max(0, window.keep_start - CONTEXT))
         assert window.end == (window.keep_end if at_cut_end else min(60, window.keep_end + CONTEXT))
+
+
+def test_edges_without_context_are_padded_up_to_the_quiet_the_models_learnt() -> None:
+    """0.2 s of quiet, 2 s of speech, 1 s of quiet: the start needs padding, the end does not."""
+    speech = speech_with_gaps([1.0])[: 3 * SAMPLE_RATE]  # 2 s speech, then the 1 s pause
+    waveform = np.concatenate([1e-3 * np.random.default_rng(2).standard_normal(SAMPLE_RATE // 5), speech])
+    frames = len(waveform) // SAMPLES_PER_VIDEO_FRAME  # 5 quiet, 50 loud, 25 quiet
+    padding = edge_padding(waveform)
+    assert padding.quiet[:5].all() and not padding.quiet[5:55].any() and padding.quiet[55:].all()
+    before, after = EDGE_QUIET_FRAMES
+    assert edge_pads(Window(0, frames, 0, frames), padding) == (before - 5, max(0, after - 25))
+    assert edge_pads(Window(0, 40, 0, 30), padding) == (before - 5, 0)  # reads beyond its end
+    assert edge_pads(Window(20, frames, 30, frames), padding) == (0, max(0, after - 25))
+    assert edge_pads(Window(10, 40, 10, 40), padding) == (before, after)  # a cut inside the speech
+    assert edge_pads(Window(0, frames, 0, frames), EdgePadding(None, 0.0)) == (before, after)  # no sound
+    assert edge_padding(None).quiet is None and edge_padding(np.zeros(10, np.float32)).quiet is None
+    # The padding sounds as the quiet frames do, or quieter: never louder than EDGE_PAD_DB under the speech.
+    levels = frame_levels(waveform)
+    assert 20 * np.log10(padding.rms) == pytest.approx(np.median(levels[padding.quiet]), abs=0.5)
+    loud = np.percentile(frame_levels(speech[: 2 * SAMPLE_RATE]), LOUD_PERCENTILE)
+    assert 20 * np.log10(edge_padding(speech[: 2 * SAMPLE_RATE]).rms) <= loud - EDGE_PAD_DB + 1e-6
+
+
+def test_padding_holds_the_edge_crops_and_adds_quiet_noise() -> None:
+    mouths = np.arange(4, dtype=np.uint8)[:, None, None] * np.ones((1, 3, 3), np.uint8)
+    waveform = np.ones(4 * SAMPLES_PER_VIDEO_FRAME, np.float32)
+    padded_mouths, padded_audio = pad_streams(mouths, waveform, 2, 3, 0.01)
+    assert padded_mouths[:, 0, 0].tolist() == [0, 0, 0, 1, 2, 3, 3, 3, 3]
+    assert len(padded_audio) == 9 * SAMPLES_PER_VIDEO_FRAME and padded_audio.dtype == np.float32
+    samples = 2 * SAMPLES_PER_VIDEO_FRAME
+    np.testing.assert_array_equal(padded_audio[samples : samples + len(waveform)], waveform)
+    assert np.std(padded_audio[:samples]) == pytest.approx(0.01, rel=0.1)
+    assert pad_streams(None, waveform, 1, 1, 0.01)[0] is None
+    assert pad_streams(mouths, None, 1, 1, 0.01)[1] is None
+    np.testing.assert_array_equal(pad_streams(mouths, waveform, 0, 0, 0.01)[1], waveform)
