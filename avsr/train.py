@@ -989,6 +989,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, metavar="B",
                         help=f"clips per step, over all processes (default: {defaults.batch_size})")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, metavar="W",
+                        help="AdamW's decoupled weight decay of the weight matrices (default: %(default)s)")
     parser.add_argument("--aux-weight", type=float, default=defaults.aux_weight, metavar="W",
                         help="DMF and late fusion: loss weight of the audio-only and video-only heads, "
                         "against 1 for the audiovisual one (default: %(default)s)")
@@ -1107,6 +1109,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.splice_prob and args.init_visual is not None and args.workers and args.device == "cuda":
         args.parser.error("--splice-prob with --init-visual reruns the frozen trunk while batching, which "
                           "data-loader processes cannot do on CUDA: leave --workers at 0")
+    if args.weight_decay < 0:
+        args.parser.error(f"--weight-decay {args.weight_decay:g}: it must be 0 or more")
     if not 0 <= args.ema < 1:
         args.parser.error(f"--ema {args.ema:g}: the decay must be at least 0 (off) and below 1")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):
@@ -1141,6 +1145,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
         aux_weight=args.aux_weight,
         inter_weight=args.inter_ctc,
         ema=args.ema,

@@ -690,10 +690,11 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                      "--dropout", "0.3", "--aux-weight", "1", "--blank-video-prob", "0.4",
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
                      "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3",
-                     "--trim-prob", "0.5", "--inter-ctc", "0.3", "--levels", "2"]) == 0
+                     "--trim-prob", "0.5", "--inter-ctc", "0.3", "--levels", "2",
+                     "--weight-decay", "0.1"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
-    assert configs[0].inter_weight == 0.3
+    assert configs[0].inter_weight == 0.3 and configs[0].weight_decay == 0.1
     kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
     assert configs[0].augment == AugmentConfig(clean_prob=0.5, noise_kinds=kinds,
                                                snr_db=(-5.0, 10.0), blank_video_prob=0.4, tempo=(0.9, 1.1),
@@ -705,6 +706,7 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                 ["--ema", "-0.5"],
                 ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"], ["--trim-prob", "2"],
                 ["--inter-ctc", "0.3", "--levels", "1"], ["--inter-ctc", "0.3", "--kind", "late"],
+                ["--weight-decay", "-0.1"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
