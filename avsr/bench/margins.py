@@ -50,23 +50,26 @@ def margin_wers(recognizer: Recognizer, clip_set: ClipSet, speech: Sequence[tupl
     rows = []
     for margin in margins:
         for padded in (True, False):
-            recognizer.pad_edges = padded
             hypotheses: dict[str, list[str]] = {}
             for example, span in zip(clip_set.examples, speech, strict=True):
-                for head, text in _read(recognizer, example, span, margin).items():
+                for head, text in _read(recognizer, example, span, margin, padded).items():
                     hypotheses.setdefault(head, []).append(text)
             wers = {head: jiwer.wer(clip_set.references, texts) for head, texts in hypotheses.items()}
             rows.append({"margin_frames": margin, "padded": padded, "wer": wers})
-    recognizer.pad_edges = True
     return rows
 
 
 def _read(
-    recognizer: Recognizer, example: Example, speech: tuple[int, int], margin: int | None
+    recognizer: Recognizer, example: Example, speech: tuple[int, int], margin: int | None, padded: bool
 ) -> dict[str, str]:
-    """Every head's greedy transcript of `example`, whole (`margin` None) or cut by `keep_margin`."""
+    """Every head's greedy transcript of `example`, whole (`margin` None) or cut by `keep_margin`,
+    its edges padded or not."""
     streams = (example.mouths, example.audio) if margin is None else keep_margin(example, speech, margin)
-    transcripts = recognizer.transcribe_clip(*streams, Path(example.key), TranscribeOptions(beam=1))
+    recognizer.pad_edges = padded
+    try:
+        transcripts = recognizer.transcribe_clip(*streams, Path(example.key), TranscribeOptions(beam=1))
+    finally:
+        recognizer.pad_edges = True
     return {head: transcript.text for head, transcript in transcripts.items()}
 
 
