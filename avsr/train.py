@@ -128,7 +128,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         model = ModelConfig.from_dict(data["model"])
-        # Runs stored before `init`, `init_audio`, `init_video` and `ema` existed had none of them.
+        # Runs stored before `init`, `init_audio`, `init_video`, `ema` and `inter_weight` existed had none.
         data = {"init": None, "init_audio": None, "init_video": None, "ema": 0.0, "inter_weight": 0.0} | data
         return cls(**data | {"model": model, "augment": AugmentConfig(**data["augment"])})
 
@@ -1109,8 +1109,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     if args.splice_prob and args.init_visual is not None and args.workers and args.device == "cuda":
         args.parser.error("--splice-prob with --init-visual reruns the frozen trunk while batching, which "
                           "data-loader processes cannot do on CUDA: leave --workers at 0")
-    if args.weight_decay < 0:
-        args.parser.error(f"--weight-decay {args.weight_decay:g}: it must be 0 or more")
+    if args.weight_decay < 0 or args.inter_ctc < 0:
+        args.parser.error("--weight-decay and --inter-ctc must be 0 or more")
     if not 0 <= args.ema < 1:
         args.parser.error(f"--ema {args.ema:g}: the decay must be at least 0 (off) and below 1")
     if args.init is not None and (args.init_audio is not None or args.init_video is not None):

@@ -198,13 +198,13 @@ class Recognizer:
             return {}
         chunks = self._chunks(iter([mouths]) if sees else None, waveform)
         heads: dict[Modality, list[Tensor]] = {}
-        positions, breaks = [], []
+        positions, pauses = [], []
         for window, kept, frames, audio, where in self._windows(chunks, waveform, hears=True, sees=sees):
-            breaks += [sum(map(len, positions))] if window.after_pause else []
             positions.append(where)
+            pauses.append(window.after_pause)
             for modality, emitted in self.head_emissions(frames, audio).items():
                 heads.setdefault(modality, []).append(emitted[kept])
-        return {modality: self._transcript(path, modality, _stitched(path, parts, positions, breaks), decoder)
+        return {modality: self._transcript(path, modality, _stitched(path, parts, positions, pauses), decoder)
                 for modality, parts in heads.items()}
 
     def _transcript(
@@ -256,13 +256,13 @@ class Recognizer:
         mouths = None
         if sees:
             mouths = (chunk.crops for chunk in iter_mouth_chunks((f.rgb for f in iter_frames(path)), path))
-        outputs, positions, breaks = [], [], []
+        outputs, positions, pauses = [], [], []
         for window, kept, frames, audio, where in self._windows(self._chunks(mouths, waveform), waveform,
                                                                  hears, sees):
-            breaks += [sum(map(len, positions))] if window.after_pause else []
             positions.append(where)
+            pauses.append(window.after_pause)
             outputs.append(self.emissions(modality, frames, audio)[kept])
-        return _stitched(path, outputs, positions, breaks)
+        return _stitched(path, outputs, positions, pauses)
 
     @staticmethod
     def _chunks(mouths: Iterator[np.ndarray] | None, waveform: np.ndarray | None) -> Iterator[np.ndarray]:
@@ -323,11 +323,14 @@ class Recognizer:
         return {modality: log_probs[0].float().cpu() for modality, log_probs in heads.items()}
 
 
-def _stitched(path: Path, outputs: list[Tensor], positions: list[np.ndarray], breaks: list[int]) -> Emitted:
-    """One recording's outputs from its windows' kept parts (`Recognizer._windows`); raises for too
-    few frames."""
+def _stitched(path: Path, outputs: list[Tensor], positions: list[np.ndarray], pauses: list[bool]) -> Emitted:
+    """One recording's outputs from its windows' kept parts and the frames they stand for
+    (`Recognizer._windows`), with a break where a window starts after a pause; raises for too few
+    frames."""
     if not outputs:
         raise NoVideoStreamError(path, "the video stream holds no frames")
+    starts = np.cumsum([0, *map(len, positions)])[:-1]
+    breaks = [int(start) for start, pause in zip(starts, pauses, strict=True) if pause]
     emitted = Emitted(torch.cat(outputs), np.concatenate(positions), breaks)
     frames = int(emitted.frames[-1]) + 1
     if frames < MIN_FRAMES:

@@ -706,7 +706,7 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                 ["--ema", "-0.5"],
                 ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"], ["--trim-prob", "2"],
                 ["--inter-ctc", "0.3", "--levels", "1"], ["--inter-ctc", "0.3", "--kind", "late"],
-                ["--weight-decay", "-0.1"],
+                ["--weight-decay", "-0.1"], ["--inter-ctc", "-0.3", "--levels", "2"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):
