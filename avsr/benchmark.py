@@ -11,16 +11,21 @@ same WERs). Work is done once wherever its result cannot differ:
   model, and one forward pass gives every head asked of a model;
 - a model's visual trunk runs once per clip: its pooled features feed every condition (the
   visual front end accepts them), and a head that reads video alone, which noise cannot change,
-  is decoded once and its WER reported under every condition.
+  is decoded once and its WER reported under every condition (not so with `pad_edges`, below).
 
 Models read their inputs as in training's evaluation and `avsr transcribe` (centre crops,
 normalised log-mel, bf16 autocast where faster: `models.precision`) and decode greedily, or by
 beam search (`beam` > 1) with the model's language model as `Recognizer.decoding_options` picks
 it. Babble mixes BABBLE_TALKERS of the benchmark's other clips, never the target itself, or
-utterances of a `babble_manifest`. Each clip is read whole, as it is cut: without the still lips
-and quiet `avsr transcribe` pads a recording's edges with (`avsr.windows.edge_pads`), which
-depend on the noise, so the trunk's features could not be shared across conditions; GRID's clips
-have their own silence (`python -m avsr.bench.margins` measures both ways).
+utterances of a `babble_manifest`.
+
+Each clip is read whole, as it is cut, by default: GRID's clips have their own silence. With
+`pad_edges` it is read as `avsr transcribe` reads a recording of it in that noise: the noise is
+mixed in, then the clip's edges are padded with still lips and quiet sound up to GRID's silence
+(`avsr.windows.edge_pads`), by the quiet frames the noise leaves: for clips cut close to their
+words, which the models read far worse unpadded (`python -m avsr.bench.margins` measures both
+ways). The padding then depends on the noise, so every head runs under every condition, and the
+visual trunk once per clip and padding.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from tqdm import tqdm
 from avsr.train import Example, load_examples
 from avsr.train import split as train_split
 from avsr.transcribe import Recognizer
+from avsr.windows import Window, edge_padding, edge_pads, pad_streams
 from data.grid import DEV_SIZE
 from data.manifest import Utterance, atomic_write, read_manifest
 from data.noise import (
@@ -101,6 +107,7 @@ class BenchmarkConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     device: str | None = None  # None: CUDA if available
     clip_norm: bool | None = None  # visual statistics of each clip (`Recognizer.load`); None: its default
+    pad_edges: bool = False  # pad each clip's edges as `avsr transcribe` does, after its noise
     batch_size: int = BATCH_SIZE
     progress: bool = True  # progress bars on stderr
 
@@ -274,22 +281,44 @@ def noisy_waveform(clip_set: ClipSet, index: int, condition: NoiseSpec, seed: in
     return add_noise(example.audio, condition, rng, pool=clip_set.pool, exclude=example.key)
 
 
-def audio_batch(clip_set: ClipSet, indices: Sequence[int], condition: NoiseSpec, seed: int) -> Tensor:
-    """(B, 4T, N_MELS) normalised log-mel of clips `indices` under `condition`, zero-padded."""
-    mels = [features(torch.from_numpy(noisy_waveform(clip_set, index, condition, seed))) for index in indices]
-    return pad_sequence(mels, batch_first=True)
+def heard(
+    clip_set: ClipSet, condition: NoiseSpec, seed: int, pad_edges: bool
+) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """Every clip's waveform under `condition`, and the frames (before, after) of padding its edges
+    get with `pad_edges` (`avsr transcribe`'s rule, by the quiet the noise leaves; else none): the
+    waveforms padded with quiet sound."""
+    waveforms, pads = [], []
+    for index, example in enumerate(clip_set.examples):
+        waveform = noisy_waveform(clip_set, index, condition, seed)
+        before = after = 0
+        if pad_edges:
+            padding = edge_padding(waveform)
+            before, after = edge_pads(Window(0, example.frames, 0, example.frames), padding)
+            waveform = pad_streams(None, waveform, before, after, padding.rms)[1]
+        waveforms.append(waveform)
+        pads.append((before, after))
+    return waveforms, pads
+
+
+def audio_batch(waveforms: Sequence[np.ndarray]) -> Tensor:
+    """(B, 4T, N_MELS) normalised log-mel of `waveforms`, zero-padded."""
+    return pad_sequence([features(torch.from_numpy(waveform)) for waveform in waveforms], batch_first=True)
 
 
 @torch.inference_mode()
 def visual_batch(
-    recognizer: Recognizer, clip_set: ClipSet, indices: Sequence[int], lengths: Tensor
+    recognizer: Recognizer, clip_set: ClipSet, indices: Sequence[int], pads: Sequence[tuple[int, int]]
 ) -> Tensor:
-    """(B, T, C) pooled visual trunk features of clips `indices` (centre crops), for the model's input."""
+    """(B, T, C) pooled visual trunk features of clips `indices` (centre crops), their first and last
+    crops held for `pads` frames (before, after) each, for the model's input."""
     frontend = recognizer.model.video_frontend
-    crops = [pixels(crop(clip_set.examples[index].mouths, frontend.crop_size)) for index in indices]
+    mouths = [pad_streams(clip_set.examples[index].mouths, None, *pad, 0.0)[0]
+              for index, pad in zip(indices, pads, strict=True)]
+    crops = [pixels(crop(clip, frontend.crop_size)) for clip in mouths]
+    lengths = torch.tensor([len(clip) for clip in crops], device=recognizer.device)
     video = pad_sequence(crops, batch_first=True).to(recognizer.device)
     with autocast(recognizer.device, recognizer.bf16):
-        return frontend.pooled(video, lengths.to(recognizer.device))
+        return frontend.pooled(video, lengths)
 
 
 def _reads(head: Modality, stream: str) -> bool:
@@ -303,34 +332,43 @@ def iter_emissions(
     conditions: Sequence[NoiseSpec],
     seed: int = 0,
     batch_size: int = BATCH_SIZE,
+    pad_edges: bool = False,
 ) -> Iterator[Emissions]:
     """The emissions of each model's `heads` under each condition, condition by condition.
 
-    A head that does not hear is computed under the first condition only: noise cannot change it.
+    A head that does not hear is computed under the first condition only, since noise cannot
+    change it, unless `pad_edges` (`heard`) lets the noise change its input's padding. A model's
+    visual trunk runs once per batch of clips and padding, and its time goes to the condition
+    that ran it.
     """
     clips = len(clip_set.examples)
     batches = [range(start, min(start + batch_size, clips)) for start in range(0, clips, batch_size)]
-    lengths = [torch.tensor([clip_set.examples[index].frames for index in batch]) for batch in batches]
-    visual: dict[str, list[Tensor]] = {}
-    trunk_seconds = dict.fromkeys(recognizers, 0.0)
-    for name, recognizer in recognizers.items():
-        if any(_reads(head, "video") for head in heads[name]):
-            start = time.perf_counter()
-            visual[name] = [visual_batch(recognizer, clip_set, batch, length)
-                            for batch, length in zip(batches, lengths, strict=True)]
-            trunk_seconds[name] = time.perf_counter() - start
+    trunk: dict[tuple[str, int, tuple[tuple[int, int], ...]], Tensor] = {}
     for index, condition in enumerate(conditions):
-        wanted = {name: [head for head in names if index == 0 or _reads(head, "audio")]
+        wanted = {name: [head for head in names if index == 0 or pad_edges or _reads(head, "audio")]
                   for name, names in heads.items()}
-        audio = None
-        if any(_reads(head, "audio") for names in wanted.values() for head in names):
-            audio = [audio_batch(clip_set, batch, condition, seed) for batch in batches]
+        hears = any(_reads(head, "audio") for names in wanted.values() for head in names)
+        if hears or (pad_edges and any(wanted.values())):
+            waveforms, pads = heard(clip_set, condition, seed, pad_edges)
+        else:
+            waveforms, pads = [], [(0, 0)] * clips
+        audio = [audio_batch([waveforms[clip] for clip in batch]) for batch in batches] if hears else None
+        lengths = [torch.tensor([clip_set.examples[clip].frames + sum(pads[clip]) for clip in batch])
+                   for batch in batches]
         for name, recognizer in recognizers.items():
             if not wanted[name]:
                 continue
             start = time.perf_counter()
-            outputs = _forward(recognizer, wanted[name], audio, visual.get(name), lengths)
-            seconds = time.perf_counter() - start + (trunk_seconds[name] if index == 0 else 0.0)
+            visual = None
+            if any(_reads(head, "video") for head in wanted[name]):
+                visual = []
+                for number, batch in enumerate(batches):
+                    key = name, number, tuple(pads[clip] for clip in batch)
+                    if key not in trunk:
+                        trunk[key] = visual_batch(recognizer, clip_set, batch, key[2])
+                    visual.append(trunk[key])
+            outputs = _forward(recognizer, wanted[name], audio, visual, lengths)
+            seconds = time.perf_counter() - start
             for head, log_probs in outputs.items():
                 yield Emissions(name, head, condition, log_probs, seconds / len(outputs))
 
@@ -406,14 +444,15 @@ def run_benchmark(manifest: str | Path, config: BenchmarkConfig | None = None) -
     computed: dict[tuple[str, Modality, NoiseSpec], Row] = {}
     rows_per_head = len(conditions)
     total = sum(len(names) for names in heads.values()) * rows_per_head
-    grid = iter_emissions(recognizers, heads, clip_set, conditions, config.seed, config.batch_size)
+    grid = iter_emissions(recognizers, heads, clip_set, conditions, config.seed, config.batch_size,
+                          config.pad_edges)
     with tqdm(total=total, desc="benchmark", unit="row", disable=not config.progress) as bar:
         for emissions in grid:
             wer, cer, seconds = score(decoders[emissions.model], emissions.log_probs, references)
             row = Row(emissions.model, emissions.modality, *_columns(emissions.condition), wer, cer,
                       len(references), emissions.seconds + seconds)
             computed[emissions.model, emissions.modality, emissions.condition] = row
-            bar.update(1 if _reads(emissions.modality, "audio") else rows_per_head)
+            bar.update(1 if config.pad_edges or _reads(emissions.modality, "audio") else rows_per_head)
             bar.set_postfix_str(f"{emissions.model} {emissions.modality} {emissions.condition}",
                                 refresh=False)
     rows = [

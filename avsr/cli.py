@@ -315,6 +315,10 @@ def _add_benchmark_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, help=CLIP_NORM_HELP)
     bench.add_argument("--batch-size", type=_positive, default=defaults.batch_size, metavar="B",
                        help="clips per forward pass (default: %(default)s)")
+    bench.add_argument("--pad-edges", action="store_true",
+                       help="read each clip as `avsr transcribe` reads a recording of it in the noise: its "
+                       "edges padded with still lips and quiet sound up to GRID's silence around a sentence "
+                       "(for clips cut close to their words; default: each clip as it is cut)")
     bench.add_argument("--json", type=Path, metavar="FILE", help="write every result and the timings as JSON")
     bench.add_argument("--csv", type=Path, metavar="FILE", help="write the results as CSV, a row per line")
     bench.add_argument("--plot", type=Path, metavar="OUT.png",
@@ -327,7 +331,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         models=args.models, modalities=args.modality, noises=args.noise, snrs=args.snr, split=args.split,
         speakers=args.speaker, dev_size=args.dev_size, babble_manifest=args.babble_manifest,
         beam=args.beam, lm=args.lm, seed=args.seed, cache_dir=args.cache, device=args.device,
-        clip_norm=args.clip_norm, batch_size=args.batch_size,
+        clip_norm=args.clip_norm, batch_size=args.batch_size, pad_edges=args.pad_edges,
     )
     try:
         result = run_benchmark(args.manifest, config)

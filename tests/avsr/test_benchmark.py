@@ -15,7 +15,9 @@ import torch
 from avsr import benchmark
 from avsr.benchmark import BenchmarkConfig, load_clip_set, noisy_waveform, run_benchmark, select
 from avsr.cli import build_parser, main
+from avsr.train import Example, target_of
 from avsr.transcribe import Recognizer
+from avsr.windows import EDGE_QUIET_FRAMES, Window, edge_padding, edge_pads, pad_streams
 from data.manifest import read_manifest
 from data.noise import BABBLE, BABBLE_TALKERS, WHITE, NoiseSpec, power
 from models.checkpoint import BUNDLED_MODELS, save_checkpoint
@@ -183,8 +185,9 @@ def test_the_same_seed_gives_the_same_noise_and_wers(corpus, models, config):
     assert [(row.wer, row.cer) for row in first.rows] == [(row.wer, row.cer) for row in again.rows]
     clip_set = load_clip_set(select(read_manifest(corpus[0])), corpus[0].parent, corpus[1], progress=False)
     spec = NoiseSpec(WHITE, 0.0)
-    seed0, same, seed1 = (benchmark.audio_batch(clip_set, range(CLIPS), spec, seed) for seed in (0, 0, 1))
-    assert torch.equal(seed0, same) and not torch.allclose(seed0, seed1)
+    seed0, same, seed1 = (np.concatenate(benchmark.heard(clip_set, spec, seed, False)[0])
+                          for seed in (0, 0, 1))
+    assert np.array_equal(seed0, same) and not np.allclose(seed0, seed1)
 
 
 @pytest.mark.parametrize("kind", [BABBLE, WHITE, "file"])
@@ -248,15 +251,76 @@ def test_clean_emissions_are_those_of_each_clip_alone(corpus, models):
         torch.testing.assert_close(emitted[head][5], single)
 
 
+def test_padded_edges_follow_the_quiet_the_noise_leaves():
+    """A clip with 10 quiet frames on each side of a tone: clean, its edges are padded up to GRID's
+    silence; at 0 dB white noise nothing is quiet, and they are padded in full. The noise is the
+    unpadded clip's."""
+    frames, quiet = 40, 10
+    t = np.arange(frames * SAMPLES_PER_VIDEO_FRAME) / SAMPLE_RATE
+    audio = np.sin(2 * np.pi * TONE_STEP * t).astype(np.float32)
+    audio[: quiet * SAMPLES_PER_VIDEO_FRAME] *= 1e-3
+    audio[-quiet * SAMPLES_PER_VIDEO_FRAME :] *= 1e-3
+    mouths = np.zeros((frames, MOUTH_SIZE, MOUTH_SIZE), np.uint8)
+    clip_set = benchmark.ClipSet([Example("clip", "bin", target_of("bin"), mouths, audio)], ["clip"], {})
+    before, after = EDGE_QUIET_FRAMES
+    for spec, pads in ((NoiseSpec(None, None), (before - quiet, after - quiet)),
+                       (NoiseSpec(WHITE, 0.0), (before, after))):
+        waveforms, padded = benchmark.heard(clip_set, spec, 0, True)
+        assert padded == [pads]
+        noisy = noisy_waveform(clip_set, 0, spec, 0)
+        start = pads[0] * SAMPLES_PER_VIDEO_FRAME
+        assert len(waveforms[0]) == (frames + sum(pads)) * SAMPLES_PER_VIDEO_FRAME
+        np.testing.assert_array_equal(waveforms[0][start : start + len(noisy)], noisy)
+        expected = pad_streams(None, noisy, *pads, edge_padding(noisy).rms)[1]
+        np.testing.assert_array_equal(waveforms[0], expected)
+    assert benchmark.heard(clip_set, NoiseSpec(WHITE, 0.0), 0, False)[1] == [(0, 0)]
+
+
+def test_padded_clips_read_as_transcribe_pads_them(corpus, models):
+    """With `pad_edges` every head runs under every condition, on the clip padded after its noise, and
+    the trunk runs once per batch and padding (the tones leave no quiet frames: padded in full)."""
+    clip_set = load_clip_set(select(read_manifest(corpus[0])), corpus[0].parent, corpus[1], progress=False)
+    recognizer = Recognizer.load(models["dmf"], "cpu")
+    heads = ("av", "audio", "video")
+    conditions = [NoiseSpec(None, None), NoiseSpec(WHITE, 0.0)]
+    calls = Counter()
+    pooled = VisualFrontEnd.pooled
+
+    def counted_pooled(self, *args):
+        calls["visual trunk"] += 1
+        return pooled(self, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VisualFrontEnd, "pooled", counted_pooled)
+        emitted = {(emissions.modality, emissions.condition): emissions.log_probs
+                   for emissions in benchmark.iter_emissions({"dmf": recognizer}, {"dmf": heads}, clip_set,
+                                                             conditions, batch_size=BATCH, pad_edges=True)}
+    assert set(emitted) == {(head, condition) for head in heads for condition in conditions}
+    assert calls["visual trunk"] == CLIPS // BATCH
+    example = clip_set.examples[5]
+    for condition in conditions:
+        waveform = noisy_waveform(clip_set, 5, condition, 0)
+        padding = edge_padding(waveform)
+        pads = edge_pads(Window(0, FRAMES, 0, FRAMES), padding)
+        assert pads == EDGE_QUIET_FRAMES
+        mouths, audio = pad_streams(example.mouths, waveform, *pads, padding.rms)
+        for head in heads:
+            single = recognizer.emissions(head, mouths if head != "audio" else None,
+                                          audio if head != "video" else None)
+            torch.testing.assert_close(emitted[head, condition][5], single)
+
+
 def test_cli_writes_every_output(corpus, models, tmp_path, capsys):
     argv = ["benchmark", str(corpus[0]), "--cache", str(corpus[1]), "--models",
             f"{models['dmf']},{models['audio']},{models['video']}", "--modality", "av", "--noise", "white",
-            "--snr=-5,clean", "--device", "cpu", "--json", str(tmp_path / "b.json"),
+            "--snr=-5,clean", "--device", "cpu", "--pad-edges", "--json", str(tmp_path / "b.json"),
             "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png")]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "### white: WER (%)" in out and "real-time factor" in out
-    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    data = json.loads((tmp_path / "b.json").read_text())
+    rows = data["results"]
+    assert data["settings"]["pad_edges"] is True
     assert {(row["model"], row["modality"]) for row in rows} == {
         (models["dmf"], "av"), (models["audio"], "audio"), (models["video"], "video")}
     assert (tmp_path / "b.csv").is_file() and (tmp_path / "b.png").is_file()
