@@ -87,25 +87,32 @@ def config(corpus, models, noise_file) -> BenchmarkConfig:
                            cache_dir=corpus[1], device="cpu", batch_size=BATCH, progress=False)
 
 
-@pytest.fixture(scope="module")
-def run(corpus, config) -> tuple[benchmark.BenchmarkResult, Counter]:
-    """The whole grid, counting the models' forward passes and visual trunk runs."""
-    calls: Counter = Counter()
-    forward, pooled = AVSRModel.forward, VisualFrontEnd.pooled
-
-    def counted_forward(self, *args):
-        calls[self.config.kind] += 1
-        return forward(self, *args)
+def _count_trunk_runs(patch: pytest.MonkeyPatch, calls: Counter) -> None:
+    """Count the visual trunk's runs in `calls["visual trunk"]` while `patch` lasts."""
+    pooled = VisualFrontEnd.pooled
 
     def counted_pooled(self, *args):
         calls["visual trunk"] += 1
         return pooled(self, *args)
 
+    patch.setattr(VisualFrontEnd, "pooled", counted_pooled)
+
+
+@pytest.fixture(scope="module")
+def run(corpus, config) -> tuple[benchmark.BenchmarkResult, Counter]:
+    """The whole grid, counting the models' forward passes and visual trunk runs."""
+    calls: Counter = Counter()
+    forward = AVSRModel.forward
+
+    def counted_forward(self, *args):
+        calls[self.config.kind] += 1
+        return forward(self, *args)
+
     threads = torch.get_num_threads()  # set before the tests' own one-thread fixture is
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(AVSRModel, "forward", counted_forward)
-        patch.setattr(VisualFrontEnd, "pooled", counted_pooled)
+        _count_trunk_runs(patch, calls)
         result = run_benchmark(corpus[0], config)
     torch.set_num_threads(threads)
     return result, calls
@@ -251,17 +258,28 @@ def test_clean_emissions_are_those_of_each_clip_alone(corpus, models):
         torch.testing.assert_close(emitted[head][5], single)
 
 
-def test_padded_edges_follow_the_quiet_the_noise_leaves():
-    """A clip with 10 quiet frames on each side of a tone: clean, its edges are padded up to GRID's
-    silence; at 0 dB white noise nothing is quiet, and they are padded in full. The noise is the
-    unpadded clip's."""
-    frames, quiet = 40, 10
+QUIET_FRAMES = 10  # on each side of the tone of `_quiet_edged`'s clips
+
+
+def _quiet_edged(clips: int, frames: int = 40) -> benchmark.ClipSet:
+    """Clips of a tone with QUIET_FRAMES of near silence on each side, and random lips."""
+    rng = np.random.default_rng(0)
     t = np.arange(frames * SAMPLES_PER_VIDEO_FRAME) / SAMPLE_RATE
-    audio = np.sin(2 * np.pi * TONE_STEP * t).astype(np.float32)
-    audio[: quiet * SAMPLES_PER_VIDEO_FRAME] *= 1e-3
-    audio[-quiet * SAMPLES_PER_VIDEO_FRAME :] *= 1e-3
-    mouths = np.zeros((frames, MOUTH_SIZE, MOUTH_SIZE), np.uint8)
-    clip_set = benchmark.ClipSet([Example("clip", "bin", target_of("bin"), mouths, audio)], ["clip"], {})
+    examples = []
+    for index in range(clips):
+        audio = np.sin(2 * np.pi * TONE_STEP * (index + 1) * t).astype(np.float32)
+        audio[: QUIET_FRAMES * SAMPLES_PER_VIDEO_FRAME] *= 1e-3
+        audio[-QUIET_FRAMES * SAMPLES_PER_VIDEO_FRAME :] *= 1e-3
+        mouths = rng.integers(0, 256, (frames, MOUTH_SIZE, MOUTH_SIZE), dtype=np.uint8)
+        examples.append(Example(f"clip{index}", "bin", target_of("bin"), mouths, audio))
+    return benchmark.ClipSet(examples, [example.key for example in examples], {})
+
+
+def test_padded_edges_follow_the_quiet_the_noise_leaves():
+    """Clean, a clip's edges are padded up to GRID's silence less the quiet it has; at 0 dB white
+    noise nothing is quiet, and they are padded in full. The noise is the unpadded clip's."""
+    clip_set = _quiet_edged(1)
+    frames, quiet = clip_set.examples[0].frames, QUIET_FRAMES
     before, after = EDGE_QUIET_FRAMES
     for spec, pads in ((NoiseSpec(None, None), (before - quiet, after - quiet)),
                        (NoiseSpec(WHITE, 0.0), (before, after))):
@@ -283,15 +301,9 @@ def test_padded_clips_read_as_transcribe_pads_them(corpus, models):
     recognizer = Recognizer.load(models["dmf"], "cpu")
     heads = ("av", "audio", "video")
     conditions = [NoiseSpec(None, None), NoiseSpec(WHITE, 0.0)]
-    calls = Counter()
-    pooled = VisualFrontEnd.pooled
-
-    def counted_pooled(self, *args):
-        calls["visual trunk"] += 1
-        return pooled(self, *args)
-
+    calls: Counter = Counter()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(VisualFrontEnd, "pooled", counted_pooled)
+        _count_trunk_runs(patch, calls)
         emitted = {(emissions.modality, emissions.condition): emissions.log_probs
                    for emissions in benchmark.iter_emissions({"dmf": recognizer}, {"dmf": heads}, clip_set,
                                                              conditions, batch_size=BATCH, pad_edges=True)}
@@ -308,6 +320,24 @@ def test_padded_clips_read_as_transcribe_pads_them(corpus, models):
             single = recognizer.emissions(head, mouths if head != "audio" else None,
                                           audio if head != "video" else None)
             torch.testing.assert_close(emitted[head, condition][5], single)
+
+
+def test_the_trunk_runs_again_only_for_a_new_padding(models):
+    """Clean, the clips are padded less than in noise, where 0 and -5 dB pad alike: two trunk runs."""
+    clip_set = _quiet_edged(2)
+    recognizer = Recognizer.load(models["dmf"], "cpu")
+    conditions = [NoiseSpec(None, None), NoiseSpec(WHITE, 0.0), NoiseSpec(WHITE, -5.0)]
+    pads = [benchmark.heard(clip_set, condition, 0, True)[1] for condition in conditions]
+    assert pads[0] != pads[1] == pads[2]
+    calls: Counter = Counter()
+    with pytest.MonkeyPatch.context() as patch:
+        _count_trunk_runs(patch, calls)
+        emitted = list(benchmark.iter_emissions({"dmf": recognizer}, {"dmf": ("video",)}, clip_set,
+                                                conditions, batch_size=2, pad_edges=True))
+    assert calls["visual trunk"] == 2 and len(emitted) == len(conditions)
+    for emissions, padding in zip(emitted, pads, strict=True):
+        assert [len(clip) for clip in emissions.log_probs] == [
+            example.frames + sum(pad) for example, pad in zip(clip_set.examples, padding, strict=True)]
 
 
 def test_cli_writes_every_output(corpus, models, tmp_path, capsys):
