@@ -560,14 +560,14 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 
 # What `--init-audio` and `--init-video` copy: a stream's front end, blocks and head (by weight
-# name), and the settings that shape them, which must be the same on both sides.
+# name), and the settings that shape them besides its width, which must be the same on both sides.
 STREAM_WEIGHTS: dict[Stream, tuple[str, ...]] = {
     "audio": ("audio_frontend.", "audio_blocks.", "heads.audio."),
     "video": ("video_frontend.", "video_blocks.", "heads.video."),
 }
 STREAM_SHAPE: dict[Stream, tuple[str, ...]] = {
-    "audio": ("d_model", "levels", "block"),
-    "video": ("d_model", "levels", "block", "crop_size", "visual_channels"),
+    "audio": ("levels", "block"),
+    "video": ("levels", "block", "crop_size", "visual_channels"),
 }
 
 
@@ -608,9 +608,10 @@ def copy_stream(model: AVSRModel, path: str | Path, stream: Stream) -> None:
     if getattr(source, f"{stream}_blocks") is None or getattr(model, f"{stream}_blocks") is None:
         raise ValueError(f"--init-{stream} needs a {stream} stream on both sides ({stream}, late or dmf "
                          f"models); {path} is a {source.config.kind} model, this one {model.config.kind}")
-    differences = [f"{name} {getattr(source.config, name)} != {getattr(model.config, name)}"
-                   for name in STREAM_SHAPE[stream]
-                   if getattr(source.config, name) != getattr(model.config, name)]
+    shapes = [(name, getattr(source.config, name), getattr(model.config, name))
+              for name in STREAM_SHAPE[stream]]
+    shapes.append(("width", source.config.width(stream), model.config.width(stream)))
+    differences = [f"{name} {theirs} != {ours}" for name, theirs, ours in shapes if theirs != ours]
     if differences:
         raise ValueError(f"--init-{stream} {path}: its {stream} stream differs from this model's "
                          f"({', '.join(differences)})")
@@ -1047,6 +1048,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="audio front end: stride-2 convolutions over time with the mel bins as "
                         "channels, or over time and frequency (default: %(default)s)")
     parser.add_argument("--d-model", type=int, default=0, metavar="D", help="width (default: the kind's)")
+    for stream in ("audio", "video"):
+        parser.add_argument(f"--{stream}-width", type=int, default=0, metavar="D",
+                            help=f"fusion models: width of the {stream} stream (default: --d-model)")
     parser.add_argument("--levels", type=int, default=ModelConfig.levels, metavar="L",
                         help="blocks per stream")
     parser.add_argument("--dropout", type=float, metavar="P",
@@ -1062,13 +1066,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, metavar="CKPT",
                         help="start from this trained model's weights, all of them trained further unless "
                         "--init-visual freezes the trunk (its architecture is used: --kind must match; "
-                        "--block, --d-model, --levels ignored)")
+                        "--block, --d-model, --levels, the widths ignored)")
     parser.add_argument("--init-visual", type=Path, metavar="CKPT",
                         help="copy and freeze the visual stem and trunk of this trained model")
     for stream in STREAM_WEIGHTS:
         parser.add_argument(f"--init-{stream}", type=Path, metavar="CKPT",
                             help=f"start the {stream} stream (front end, blocks, head) from this trained "
-                            "model's, e.g. a single-stream model of the same --d-model, and train it further")
+                            "model's, e.g. a single-stream model of its width, and train it further")
     parser.add_argument("--device", choices=("cpu", "cuda"),
                         default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction,
@@ -1125,11 +1129,11 @@ def main_from_args(args: argparse.Namespace) -> int:
             feature_dropout=args.feature_dropout, splice_prob=args.splice_prob, crop_prob=args.crop_prob,
             trim_prob=args.trim_prob,
         )
+        model = ModelConfig(kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels,
+                            audio_stem=args.audio_stem, audio_width=args.audio_width,
+                            video_width=args.video_width)
     except ValueError as error:
         args.parser.error(str(error))
-    model = ModelConfig(
-        kind=args.kind, block=args.block, d_model=args.d_model, levels=args.levels, audio_stem=args.audio_stem
-    )
     if args.init is not None:
         model = load_checkpoint(args.init)[0].config
         if model.kind != args.kind:

@@ -134,15 +134,15 @@ class AttentionBlock(nn.Module):
         return zero_padding(local + self.dropout(attended), lengths)
 
 
-def build_block(config: ModelConfig) -> nn.Module:
-    """A new temporal block of `config.block` kind and `config.d_model` width."""
+def build_block(config: ModelConfig, width: int) -> nn.Module:
+    """A new temporal block of `config.block` kind and `width` features per frame."""
     if config.block == "conv":
-        return ConvBlock(config.d_model, config.kernel_size, config.dropout)
+        return ConvBlock(width, config.kernel_size, config.dropout)
     if config.block == "attention":
-        return AttentionBlock(config.d_model, config.kernel_size, config.dropout)
-    return RecurrentBlock(config.d_model, config.dropout, config.block)
+        return AttentionBlock(width, config.kernel_size, config.dropout)
+    return RecurrentBlock(width, config.dropout, config.block)
 
 
-def build_stack(config: ModelConfig) -> nn.ModuleList:
-    """`config.levels` new blocks: one stream, or the shared layers of DMF."""
-    return nn.ModuleList(build_block(config) for _ in range(config.levels))
+def build_stack(config: ModelConfig, width: int) -> nn.ModuleList:
+    """`config.levels` new blocks of `width`: one stream, or the shared layers of DMF."""
+    return nn.ModuleList(build_block(config, width) for _ in range(config.levels))

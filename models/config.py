@@ -11,6 +11,7 @@ Modality = Literal["av", "audio", "video"]
 AudioStem = Literal["conv1d", "conv2d"]
 
 KINDS: tuple[Kind, ...] = get_args(Kind)
+FUSION_KINDS: tuple[Kind, ...] = ("dmf", "early", "late")  # the kinds with an audio and a visual stream
 BLOCKS: tuple[BlockKind, ...] = get_args(BlockKind)
 AUDIO_STEMS: tuple[AudioStem, ...] = get_args(AudioStem)
 
@@ -52,6 +53,8 @@ class ModelConfig:
     block: BlockKind = "gru"  # temporal block of every stream and shared level (GRU: 10% vs 32% dev WER
     # for audio-only on GRID, the same 30 epochs; conv blocks are 3x faster to train on the CPU)
     d_model: int = 0  # width of every stream, in features per video frame; 0: the kind's default
+    audio_width: int = 0  # fusion models: width of the audio stream (front end and blocks); 0: d_model
+    video_width: int = 0  # fusion models: width of the visual stream (front end and blocks); 0: d_model
     levels: int = 4  # L: blocks per stream (and shared layers in DMF)
     kernel_size: int = 5  # video frames (200 ms) seen by a conv block's depthwise convolution
     dropout: float = 0.1  # in every block, on the branch added to the residual stream
@@ -68,9 +71,17 @@ class ModelConfig:
             raise ValueError(f"unknown audio stem {self.audio_stem!r}; expected one of {AUDIO_STEMS}")
         if self.d_model == 0:
             self.d_model = DEFAULT_D_MODEL[self.kind]
-        if self.d_model % 2:
-            raise ValueError(f"d_model must be even (two recurrent directions), got {self.d_model}")
+        if self.kind not in FUSION_KINDS and (self.audio_width or self.video_width):
+            raise ValueError(f"a {self.kind} model has one stream, of width d_model; "
+                             f"stream widths are for {', '.join(FUSION_KINDS)}")
+        for name in ("d_model", "audio_width", "video_width"):
+            if getattr(self, name) % 2:
+                raise ValueError(f"{name} must be even (two recurrent directions), got {getattr(self, name)}")
         self.visual_channels = tuple(self.visual_channels)
+
+    def width(self, stream: Literal["audio", "video"]) -> int:
+        """Features per frame of a stream's front end and blocks (the shared stream's: d_model)."""
+        return getattr(self, f"{stream}_width") or self.d_model
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (str, int, float, list), loadable with `weights_only=True`."""

@@ -11,6 +11,7 @@ the front-end features and runs one stream of L blocks, "late" fuses a_L and v_L
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import ceil
 
 import torch
@@ -35,11 +36,11 @@ INTERMEDIATE = "av_mid"
 
 
 class Fusion(nn.Module):
-    """act(W [x_1; ...; x_n]) = act(W_1 x_1 + ... + W_n x_n): n streams into one, one matmul."""
+    """act(W [x_1; ...; x_n]) = act(W_1 x_1 + ... + W_n x_n): streams of these widths into one, one matmul."""
 
-    def __init__(self, n_inputs: int, d_model: int) -> None:
+    def __init__(self, widths: Sequence[int], d_model: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(n_inputs * d_model, d_model)
+        self.proj = nn.Linear(sum(widths), d_model)
 
     def forward(self, inputs: list[Tensor], lengths: Tensor) -> Tensor:
         return zero_padding(F.gelu(self.proj(torch.cat(inputs, dim=-1))), lengths)
@@ -64,24 +65,26 @@ class AVSRModel(nn.Module):
         super().__init__()
         self.config = config
         d, kind = config.d_model, config.kind
-        self.audio_frontend = AudioFrontEnd(d, config.audio_stem) if kind != "video" else None
+        widths = {"av": d, "audio": config.width("audio"), "video": config.width("video")}  # heads' inputs
+        self.audio_frontend = AudioFrontEnd(widths["audio"], config.audio_stem) if kind != "video" else None
         self.video_frontend = (
-            VisualFrontEnd(d, config.crop_size, config.visual_channels)
+            VisualFrontEnd(widths["video"], config.crop_size, config.visual_channels)
             if kind != "audio"
             else None
         )
         # A_l and V_l: every kind but early keeps its streams apart up to level L.
-        self.audio_blocks = build_stack(config) if kind in ("dmf", "late", "audio") else None
-        self.video_blocks = build_stack(config) if kind in ("dmf", "late", "video") else None
+        self.audio_blocks = build_stack(config, widths["audio"]) if kind in ("dmf", "late", "audio") else None
+        self.video_blocks = build_stack(config, widths["video"]) if kind in ("dmf", "late", "video") else None
         # S_l: DMF's shared layers, or early fusion's single stream.
-        self.shared_blocks = build_stack(config) if kind in ("dmf", "early") else None
+        self.shared_blocks = build_stack(config, d) if kind in ("dmf", "early") else None
+        streams = [widths["audio"], widths["video"]]  # a_l and v_l (early: a_0, v_0; late: a_L, v_L)
         fusions = {
-            "dmf": [2] + [3] * (config.levels - 1),  # a_l, v_l and, above level 1, s_{l-1}
-            "early": [2],  # a_0, v_0
-            "late": [2],  # a_L, v_L
+            "dmf": [streams] + [[*streams, d]] * (config.levels - 1),  # and, above level 1, s_{l-1}
+            "early": [streams],
+            "late": [streams],
         }.get(kind, [])
-        self.fusions = nn.ModuleList(Fusion(n, d) for n in fusions)
-        self.heads = nn.ModuleDict({name: CTCHead(d) for name in supported_modalities(kind)})
+        self.fusions = nn.ModuleList(Fusion(inputs, d) for inputs in fusions)
+        self.heads = nn.ModuleDict({name: CTCHead(widths[name]) for name in supported_modalities(kind)})
 
     def forward(
         self, audio: Tensor | None, video: Tensor | None, lengths: Tensor, intermediate: bool = False

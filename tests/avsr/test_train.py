@@ -629,7 +629,7 @@ def test_init_stream_starts_a_stream_from_a_single_stream_model(corpus, tmp_path
 
     wide = build_model(replace(source.config, d_model=24))
     save_checkpoint(tmp_path / "wide.pt", wide, wide.config)
-    with pytest.raises(ValueError, match="d_model 24 != 16"):
+    with pytest.raises(ValueError, match="width 24 != 16"):
         train.copy_stream(build_model(tiny().model), tmp_path / "wide.pt", stream)
     with pytest.raises(ValueError, match=f"needs a {stream} stream"):
         train.copy_stream(build_model(tiny(kind="early").model), tmp_path / "source.pt", stream)
@@ -691,8 +691,9 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                      "--tempo", "0.9,1.1", "--ema", "0.995", "--splice-prob", "0.2",
                      "--crop-prob", "0.3", "--audio-stem", "conv2d", "--tempo-pieces", "3",
                      "--trim-prob", "0.5", "--inter-ctc", "0.3", "--levels", "2",
-                     "--weight-decay", "0.1"]) == 0
+                     "--weight-decay", "0.1", "--audio-width", "320", "--video-width", "192"]) == 0
     assert configs[0].model.audio_stem == "conv2d"
+    assert configs[0].model.width("audio") == 320 and configs[0].model.width("video") == 192
     assert configs[0].model.dropout == 0.3 and configs[0].aux_weight == 1.0 and configs[0].ema == 0.995
     assert configs[0].inter_weight == 0.3 and configs[0].weight_decay == 0.1
     kinds = ("pink", str(hum.resolve()), "pink")  # kept in order: pink, named twice, is drawn twice as often
@@ -707,6 +708,7 @@ def test_noise_and_dropout_options_reach_the_run(corpus, tmp_path, monkeypatch):
                 ["--splice-prob", "1.5"], ["--crop-prob", "-0.1"], ["--trim-prob", "2"],
                 ["--inter-ctc", "0.3", "--levels", "1"], ["--inter-ctc", "0.3", "--kind", "late"],
                 ["--weight-decay", "-0.1"], ["--inter-ctc", "-0.3", "--levels", "2"],
+                ["--audio-width", "321"], ["--kind", "video", "--video-width", "192"],
                 ["--splice-prob", "0.2", "--init-visual", "v.pt", "--workers", "2", "--device", "cuda"],
                 ["--noise", str(tmp_path / "missing.wav")]):
         with pytest.raises(SystemExit):

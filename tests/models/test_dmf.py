@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.config import AUDIO_STEMS, BLOCKS, KINDS, ModelConfig, supported_modalities
+from models.config import AUDIO_STEMS, BLOCKS, FUSION_KINDS, KINDS, ModelConfig, supported_modalities
 from models.dmf import INTERMEDIATE, build_model
 from models.loss import ctc_loss
 from models.tokenizer import VOCAB_SIZE
@@ -102,9 +102,11 @@ def test_wrong_crop_size_is_refused() -> None:
 
 
 @pytest.mark.parametrize("block", BLOCKS)
-def test_fused_loss_reaches_every_level_and_both_streams(block: str) -> None:
-    """The "av" loss alone trains front ends, streams, every fusion input and shared block."""
-    config = tiny_config(block=block)
+@pytest.mark.parametrize("widths", [(0, 0), (24, 16)])
+def test_fused_loss_reaches_every_level_and_both_streams(block: str, widths: tuple[int, int]) -> None:
+    """The "av" loss alone trains front ends, streams, every fusion input and shared block,
+    whether the streams have the shared stream's width or their own."""
+    config = tiny_config(block=block, audio_width=widths[0], video_width=widths[1])
     model = build_model(config).train()
     audio, video, lengths = random_inputs([9, 5])
     targets = torch.tensor([[3, 4, 5], [6, 7, 0]])
@@ -115,11 +117,39 @@ def test_fused_loss_reaches_every_level_and_both_streams(block: str) -> None:
         else:
             assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
     # Wa_l, Wv_l and (above level 1) Ws_l are column blocks of one fusion matrix each.
+    streams = [config.width("audio"), config.width("video")]
     for level, fusion in enumerate(model.fusions):
-        n_inputs = 2 if level == 0 else 3
-        blocks = fusion.proj.weight.grad.split(config.d_model, dim=1)
-        assert len(blocks) == n_inputs
+        inputs = streams if level == 0 else [*streams, config.d_model]
+        blocks = fusion.proj.weight.grad.split(inputs, dim=1)
+        assert fusion.proj.weight.shape == (config.d_model, sum(inputs))
         assert all(block_grad.abs().sum() > 0 for block_grad in blocks), level
+
+
+@pytest.mark.parametrize("kind", FUSION_KINDS)
+def test_streams_of_their_own_width_give_every_head_a_step_per_frame(kind: str) -> None:
+    """A fusion model's audio and visual streams may be wider or narrower than the shared one."""
+    model = build_model(tiny_config(kind=kind, audio_width=40, video_width=16)).eval()
+    audio, video, lengths = random_inputs([9, 5])
+    with torch.no_grad():
+        batch = model(audio, video, lengths)
+        alone = model(audio[1:, : 5 * 4], video[1:, :5], lengths[1:])
+    assert tuple(batch) == supported_modalities(kind)
+    for name, log_probs in alone.items():
+        assert batch[name].shape == (2, 9, VOCAB_SIZE)
+        torch.testing.assert_close(batch[name][1, :5], log_probs[0], atol=1e-5, rtol=1e-4)
+    assert model.audio_frontend.convs[-1].out_channels == 40
+    assert model.video_frontend.trunk[-1].out_features == 16
+    assert {head.proj.in_features for head in model.heads.values()} <= {32, 40, 16}
+
+
+def test_stream_widths_are_for_fusion_models_and_even() -> None:
+    assert tiny_config().width("audio") == tiny_config().width("video") == 32  # 0: d_model
+    with pytest.raises(ValueError, match="audio model has one stream"):
+        tiny_config(kind="audio", audio_width=48)
+    with pytest.raises(ValueError, match="video_width must be even"):
+        tiny_config(video_width=17)
+    config = tiny_config(audio_width=48)
+    assert ModelConfig.from_dict(config.to_dict()) == config
 
 
 def test_intermediate_ctc_reads_the_middle_shared_layer_with_the_fused_head() -> None:
