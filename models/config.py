@@ -75,8 +75,9 @@ class ModelConfig:
             raise ValueError(f"a {self.kind} model has one stream, of width d_model; "
                              f"stream widths are for {', '.join(FUSION_KINDS)}")
         for name in ("d_model", "audio_width", "video_width"):
-            if getattr(self, name) % 2:
-                raise ValueError(f"{name} must be even (two recurrent directions), got {getattr(self, name)}")
+            if getattr(self, name) % 2 or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be even (two recurrent directions) and not negative, "
+                                 f"got {getattr(self, name)}")
         self.visual_channels = tuple(self.visual_channels)
 
     def width(self, stream: Literal["audio", "video"]) -> int:

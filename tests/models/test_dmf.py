@@ -148,6 +148,8 @@ def test_stream_widths_are_for_fusion_models_and_even() -> None:
         tiny_config(kind="audio", audio_width=48)
     with pytest.raises(ValueError, match="video_width must be even"):
         tiny_config(video_width=17)
+    with pytest.raises(ValueError, match="audio_width must be even .* got -16"):
+        tiny_config(audio_width=-16)
     config = tiny_config(audio_width=48)
     assert ModelConfig.from_dict(config.to_dict()) == config
 
