@@ -26,8 +26,8 @@ from avsr.output import HEAD_LABELS, to_vtt
 from avsr.transcribe import TranscribeOptions, babble_pool
 from data.grid import MANIFEST_NAME, grid_dir
 from data.noise import BABBLE, BUILTIN_KINDS
-from models.checkpoint import BUNDLED_MODELS, WEIGHTS_DIR
 from models.decoding import DEFAULT_BEAM_SIZE
+from models.ensemble import BUNDLED_NAMES, installed
 from preprocessing.audio import SAMPLE_RATE
 from preprocessing.errors import InputError
 from preprocessing.mouth import crop_grid
@@ -67,8 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def model_choices(model: str) -> list[str]:
     """The bundled models that are installed, and `model` (a name or a checkpoint) first."""
-    installed = [name for name in BUNDLED_MODELS if (WEIGHTS_DIR / f"{name}.pt").is_file()]
-    return [model, *(name for name in installed if name != model)]
+    return [model, *(name for name in BUNDLED_NAMES if installed(name) and name != model)]
 
 
 def _named(message: str, video: str) -> str:
@@ -80,7 +79,7 @@ def build_demo(
     models: Sequence[str], device: str | None, babble_manifest: Path | None, workdir: Path
 ) -> gr.Blocks:
     """The page, with `models` to choose from (the first selected); subtitles are written to `workdir`."""
-    recognizer = lru_cache(maxsize=len(BUNDLED_MODELS) + 1)(lambda name: load_model(name, device))
+    recognizer = lru_cache(maxsize=len(BUNDLED_NAMES) + 1)(lambda name: load_model(name, device))
     recognizer(models[0])  # loaded before the first visitor comes, and checked
     babble = None if babble_manifest is None else babble_pool(babble_manifest)
 

@@ -70,6 +70,7 @@ from models.dmf import HEAD_INPUTS
 from models.inputs import crop, pixels
 from models.precision import autocast
 from models.tokenizer import normalize
+from models.voting import decoded
 from preprocessing.audio import decode_audio, features
 from preprocessing.cache import NotCachedError, build_cache, default_cache_dir, load_clip
 from preprocessing.video import FRAME_SECONDS
@@ -212,7 +213,7 @@ class Emissions:
     model: str
     modality: Modality
     condition: NoiseSpec
-    log_probs: list[Tensor]  # per clip, (frames, VOCAB_SIZE) float32 on the CPU
+    log_probs: list[Tensor]  # per clip, (frames, VOCAB_SIZE) float32 on the CPU; an ensemble's (members, ...)
     seconds: float  # the head's share of the forward passes (and of the visual trunk's)
 
 
@@ -396,7 +397,8 @@ def _forward(
             )
         for head in heads:
             log_probs = outputs[head].float().cpu()
-            result[head] += [clip[:frames] for clip, frames in zip(log_probs, length.tolist(), strict=True)]
+            frames = length.tolist()
+            result[head] += [clip[..., :count, :] for clip, count in zip(log_probs, frames, strict=True)]
     return result
 
 
@@ -405,7 +407,7 @@ def score(
 ) -> tuple[float, float, float]:
     """(WER, CER, seconds of decoding) of `decoder`'s transcripts of `log_probs` against `references`."""
     start = time.perf_counter()
-    hypotheses = [decoder(clip).text for clip in log_probs]
+    hypotheses = [decoded(decoder, clip).text for clip in log_probs]
     seconds = time.perf_counter() - start
     return jiwer.wer(list(references), hypotheses), jiwer.cer(list(references), hypotheses), seconds
 

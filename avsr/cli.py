@@ -34,6 +34,7 @@ from data.noise import BABBLE, KINDS_HELP, parse_noise, parse_snr
 from models.checkpoint import BUNDLED_MODELS
 from models.config import Modality
 from models.decoding import DEFAULT_BEAM_SIZE
+from models.ensemble import BUNDLED_NAMES
 from models.lm import DEFAULT_ORDER, build_lm, lexicon_path
 from preprocessing.cache import Failure, NotCachedError, build_cache, default_cache_dir
 from preprocessing.errors import InputError
@@ -175,8 +176,8 @@ def _train(args: argparse.Namespace) -> int:
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     """--model, --device, --clip-norm, --beam and --no-lm/--lm: how `transcribe` and `live` recognise."""
     parser.add_argument("--model", default="dmf", metavar="NAME|CKPT",
-                        help=f"a bundled model ({', '.join(BUNDLED_MODELS)}) or a checkpoint file "
-                        "(default: dmf)")
+                        help=f"a bundled model ({', '.join(BUNDLED_NAMES)}) or a checkpoint file, or "
+                        "several joined with '+', an ensemble whose words are voted on (default: dmf)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     parser.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, help=CLIP_NORM_HELP)
     parser.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
@@ -285,7 +286,8 @@ def _add_benchmark_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--cache", type=Path, default=defaults.cache_dir, metavar="DIR",
                        help="feature cache (default: $AVSR_CACHE or ~/.cache/avsr)")
     bench.add_argument("--models", type=_listed(_names), default=defaults.models, metavar="NAMES",
-                       help=f"bundled models or checkpoint files (default: {','.join(defaults.models)})")
+                       help="bundled models or checkpoint files, or ensembles of them joined with '+' "
+                       f"(bundled: {', '.join(BUNDLED_NAMES)}; default: {','.join(defaults.models)})")
     bench.add_argument("--modality", type=_listed(_modalities), default=defaults.modalities,
                        metavar="LIST", help="heads to run, among those each model has; a model with none "
                        "of them runs its main one (default: av,audio,video)")

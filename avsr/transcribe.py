@@ -35,13 +35,15 @@ from avsr.windows import (
 )
 from data.manifest import read_manifest
 from data.noise import BABBLE, SILENT_POWER, NoiseSpec, add_noise, condition_rng, parse_noise, power
-from models.checkpoint import ADAPTATION, WEIGHTS_DIR, load_checkpoint
+from models.checkpoint import ADAPTATION, WEIGHTS_DIR
 from models.config import Modality, supported_modalities
 from models.decoding import DEFAULT_BEAM_SIZE, Decoder, DecodingOptions
 from models.dmf import AVSRModel
+from models.ensemble import Ensemble, load_model
 from models.inputs import crop, pixels
 from models.lm import lexicon_path
 from models.precision import autocast, default_bf16
+from models.voting import decoded
 from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME, decode_audio, features, fit_to_video
 from preprocessing.cache import Failure, pool_context
 from preprocessing.clip import MIN_FRAMES
@@ -81,7 +83,8 @@ class Transcript:
 class Emitted:
     """One head's outputs over a recording, window by window, and what each stands for."""
 
-    log_probs: Tensor  # (N, VOCAB_SIZE): one per video frame, and one per frame of edge padding
+    log_probs: Tensor  # (N, VOCAB_SIZE): one per video frame, and one per frame of edge padding;
+    # an ensemble's (members, N, VOCAB_SIZE)
     frames: np.ndarray  # (N,) the recording's video frame each output stands for (padding: its edge's)
     breaks: list[int]  # outputs where a pause cut the recording: no word crosses them (`Decoder`)
 
@@ -106,7 +109,7 @@ class TranscribeOptions:
 class Recognizer:
     """A model ready to transcribe files; `avsr.load_model()` makes one."""
 
-    def __init__(self, model: AVSRModel, name: str, lm: Path | None = None) -> None:
+    def __init__(self, model: AVSRModel | Ensemble, name: str, lm: Path | None = None) -> None:
         """`lm`: the ARPA file (with its lexicon beside it) beam search uses unless told otherwise."""
         self.model = model.eval()
         self.name = name
@@ -123,7 +126,8 @@ class Recognizer:
     def load(
         cls, name_or_path: str | Path = "dmf", device: str | None = None, clip_norm: bool | None = None
     ) -> Recognizer:
-        """A bundled model by name, or a checkpoint file, on `device` (default: CUDA if available).
+        """A bundled model by name, or a checkpoint file, or an ensemble of them
+        (`models.ensemble.member_names`), on `device` (default: CUDA if available).
 
         A model trained on GRID decodes with the bundled GRID language model when it is installed.
         `clip_norm`: normalise the visual trunk's activations by each clip's own statistics
@@ -131,7 +135,7 @@ class Recognizer:
         statistics are its speaker's already.
         """
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, metadata = load_checkpoint(name_or_path, device)
+        model, metadata = load_model(name_or_path, device)
         if model.video_frontend is not None:
             model.video_frontend.clip_norm = ADAPTATION not in metadata if clip_norm is None else clip_norm
         grid = GRID_DATA in str(metadata.get("data", ""))
@@ -203,7 +207,7 @@ class Recognizer:
             positions.append(where)
             pauses.append(window.after_pause)
             for modality, emitted in self.head_emissions(frames, audio).items():
-                heads.setdefault(modality, []).append(emitted[kept])
+                heads.setdefault(modality, []).append(emitted[..., kept, :])
         return {modality: self._transcript(path, modality, _stitched(path, parts, positions, pauses), decoder)
                 for modality, parts in heads.items()}
 
@@ -212,7 +216,7 @@ class Recognizer:
         spec: NoiseSpec | None = None,
     ) -> Transcript:
         """The decoded words of one head's outputs, timed from the recording's start."""
-        hypothesis = decoder(emitted.log_probs, emitted.breaks)
+        hypothesis = decoded(decoder, emitted.log_probs, emitted.breaks)
         # A word ends where the output after its last character stands: padding's outputs share
         # their edge frame, so the words that come out there stay in order.
         times = np.append(emitted.frames, emitted.frames[-1] + 1) * FRAME_SECONDS
@@ -261,7 +265,7 @@ class Recognizer:
                                                                  hears, sees):
             positions.append(where)
             pauses.append(window.after_pause)
-            outputs.append(self.emissions(modality, frames, audio)[kept])
+            outputs.append(self.emissions(modality, frames, audio)[..., kept, :])
         return _stitched(path, outputs, positions, pauses)
 
     @staticmethod
@@ -297,14 +301,16 @@ class Recognizer:
             yield window, kept, frames, audio, where
 
     def emissions(self, modality: Modality, mouths: np.ndarray | None, waveform: np.ndarray | None) -> Tensor:
-        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip (see `head_emissions`)."""
+        """(T, VOCAB_SIZE) log-probabilities of `modality`'s head for one clip (see `head_emissions`);
+        an ensemble's (members, T, VOCAB_SIZE)."""
         return self.head_emissions(mouths, waveform)[modality]
 
     @torch.inference_mode()
     def head_emissions(
         self, mouths: np.ndarray | None, waveform: np.ndarray | None
     ) -> dict[Modality, Tensor]:
-        """(T, VOCAB_SIZE) log-probabilities, on the CPU, of every head that reads the streams given.
+        """(T, VOCAB_SIZE) log-probabilities (an ensemble's: (members, T, VOCAB_SIZE)), on the CPU,
+        of every head that reads the streams given.
 
         mouths: (T, MOUTH_SIZE, MOUTH_SIZE) uint8 crops, or None; waveform: (T *
         SAMPLES_PER_VIDEO_FRAME,) float32, or None. The model's inputs are made, and it runs
@@ -331,7 +337,7 @@ def _stitched(path: Path, outputs: list[Tensor], positions: list[np.ndarray], pa
         raise NoVideoStreamError(path, "the video stream holds no frames")
     starts = np.cumsum([0, *map(len, positions)])[:-1]
     breaks = [int(start) for start, pause in zip(starts, pauses, strict=True) if pause]
-    emitted = Emitted(torch.cat(outputs), np.concatenate(positions), breaks)
+    emitted = Emitted(torch.cat(outputs, dim=-2), np.concatenate(positions), breaks)
     frames = int(emitted.frames[-1]) + 1
     if frames < MIN_FRAMES:
         raise ClipTooShortError(path, f"{frames} frames, the minimum is {MIN_FRAMES}")

@@ -19,6 +19,10 @@ from models.dmf import AVSRModel, build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data: the bundled checkpoints
 BUNDLED_MODELS = KINDS  # bundled model names: one trained model per kind, at <name>.pt
+# Bundled ensembles (`models.ensemble`) by name: their members, bundled models or more DMF
+# models trained on the same visual trunk, at <member>.pt.
+BUNDLED_ENSEMBLES = {"dmf-ensemble": ("dmf", "dmf-2", "dmf-3", "dmf-4", "dmf-5")}
+BUNDLED_FILES = tuple(dict.fromkeys([*BUNDLED_MODELS, *(m for ms in BUNDLED_ENSEMBLES.values() for m in ms)]))
 ADAPTATION = "adaptation"  # metadata key of a checkpoint `avsr adapt` wrote: how it was adapted
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
@@ -60,8 +64,8 @@ def load_checkpoint(
 
 def ship(source: str | Path, name: str) -> Path:
     """Copy the trained checkpoint `source` into the bundled models as `name`, in float16."""
-    if name not in BUNDLED_MODELS:
-        raise ValueError(f"{name!r} is not a bundled model name: {', '.join(BUNDLED_MODELS)}")
+    if name not in BUNDLED_FILES:
+        raise ValueError(f"{name!r} is not a bundled model name: {', '.join(BUNDLED_FILES)}")
     model, metadata = load_checkpoint(source)
     target = WEIGHTS_DIR / f"{name}.pt"
     save_checkpoint(target, model, model.config, half=True, **metadata)
@@ -70,8 +74,8 @@ def ship(source: str | Path, name: str) -> Path:
 
 def resolve_model(name_or_path: str | Path) -> Path:
     """The checkpoint file for a bundled model name ("dmf", ...) or a path to a checkpoint."""
-    bundled = ", ".join(BUNDLED_MODELS)
-    if str(name_or_path) in BUNDLED_MODELS:
+    bundled = ", ".join(BUNDLED_FILES)
+    if str(name_or_path) in BUNDLED_FILES:
         path = WEIGHTS_DIR / f"{name_or_path}.pt"
         if not path.is_file():
             raise FileNotFoundError(

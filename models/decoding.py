@@ -144,6 +144,9 @@ class Decoder:
     def __call__(self, log_probs: Tensor, breaks: Sequence[int] = ()) -> Hypothesis:
         """The transcript of (T, VOCAB_SIZE) log-probabilities; `breaks` are frames no word crosses
         (where a recording was cut at a pause), each part decoded as a clip of its own."""
+        if log_probs.dim() != 2:
+            raise ValueError(f"log-probabilities are (T, VOCAB_SIZE), got {tuple(log_probs.shape)} "
+                             "(an ensemble's are voted on: `models.voting.decoded`)")
         log_probs = log_probs.detach().float().cpu()
         words = []
         for first, last in pairwise([0, *breaks, len(log_probs)]):

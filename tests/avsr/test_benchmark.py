@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 import torch
@@ -20,15 +21,17 @@ from avsr.transcribe import Recognizer
 from avsr.windows import EDGE_QUIET_FRAMES, Window, edge_padding, edge_pads, pad_streams
 from data.manifest import read_manifest
 from data.noise import BABBLE, BABBLE_TALKERS, WHITE, NoiseSpec, power
-from models.checkpoint import BUNDLED_MODELS, save_checkpoint
+from models.checkpoint import BUNDLED_MODELS, load_checkpoint, save_checkpoint
+from models.decoding import Decoder
 from models.dmf import AVSRModel, build_model
 from models.frontends import VisualFrontEnd
+from models.voting import vote
 from preprocessing import cache
 from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from preprocessing.clip import Clip
 from preprocessing.mouth import MOUTH_SIZE
 from tests.media import write_video
-from tests.models.helpers import tiny_config
+from tests.models.helpers import on_first_trunk, tiny_config
 
 FRAMES = 10  # per clip: 0.4 s
 CLIPS = 8  # babble needs BABBLE_TALKERS others besides each clip
@@ -256,6 +259,29 @@ def test_clean_emissions_are_those_of_each_clip_alone(corpus, models):
         single = recognizer.emissions(head, example.mouths if head != "audio" else None,
                                       example.audio if head != "video" else None)
         torch.testing.assert_close(emitted[head][5], single)
+
+
+def test_an_ensemble_emits_its_members_outputs_and_scores_their_vote(corpus, models, config, tmp_path):
+    first, _ = load_checkpoint(models["dmf"])
+    torch.manual_seed(1)
+    second = on_first_trunk([first, build_model(first.config)])[1]
+    save_checkpoint(tmp_path / "second.pt", second, second.config, data="synthetic")
+    members = [models["dmf"], str(tmp_path / "second.pt")]
+    name = "+".join(members)
+    clip_set = load_clip_set(select(read_manifest(corpus[0])), corpus[0].parent, corpus[1], progress=False)
+    recognizers = {model: Recognizer.load(model, "cpu") for model in (name, *members)}
+    emitted = {emissions.model: emissions.log_probs for emissions in benchmark.iter_emissions(
+        recognizers, dict.fromkeys(recognizers, ("av",)), clip_set, [NoiseSpec(None, None)],
+        batch_size=BATCH)}
+    for clip in range(CLIPS):
+        stacked = torch.stack([emitted[member][clip] for member in members])
+        torch.testing.assert_close(emitted[name][clip], stacked)
+    result = run_benchmark(corpus[0], replace(config, models=(name,), noises=(WHITE,), snrs=(None,),
+                                              modalities=("av",)))
+    decoder = Decoder()
+    voted = [vote([decoder(emitted[member][clip]) for member in members]).text for clip in range(CLIPS)]
+    assert [(row.model, row.modality) for row in result.rows] == [(name, "av")]
+    assert result.rows[0].wer == pytest.approx(jiwer.wer(clip_set.references, voted))
 
 
 QUIET_FRAMES = 10  # on each side of the tone of `_quiet_edged`'s clips

@@ -27,9 +27,11 @@ from avsr.transcribe import (
 from data.grid import alignment_path, dev_split, read_alignment
 from data.manifest import Utterance, read_manifest, write_manifest
 from data.noise import BABBLE_TALKERS
-from models.checkpoint import WEIGHTS_DIR, save_checkpoint
+from models.checkpoint import WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from models.decoding import Decoder
 from models.dmf import build_model
 from models.tokenizer import VOCAB_SIZE
+from models.voting import vote
 from preprocessing.audio import SAMPLES_PER_VIDEO_FRAME, decode_audio
 from preprocessing.cache import Failure
 from preprocessing.errors import (
@@ -42,7 +44,7 @@ from preprocessing.errors import (
 from preprocessing.video import FRAME_SECONDS, VIDEO_FPS, iter_frames
 from tests.conftest import SHORT_CLIP_FRAMES
 from tests.media import astronaut_frames, tone, write_video
-from tests.models.helpers import tiny_config
+from tests.models.helpers import on_first_trunk, tiny_config
 
 LONG_FRAMES = 40  # a "long" video for windows of WINDOW, CONTEXT frames
 WINDOW, CONTEXT = 12, 5
@@ -138,6 +140,27 @@ def test_windows_stitch_to_a_single_pass(recognizer, media, monkeypatch) -> None
     assert windowed.duration == pytest.approx(LONG_FRAMES * FRAME_SECONDS)
     torch.testing.assert_close(windowed.log_probs, whole.log_probs, rtol=0, atol=0)
     np.testing.assert_array_equal(windowed.frames, whole.frames)
+
+
+def test_an_ensemble_stitches_each_members_windows_and_votes(checkpoints, media, tmp_path, monkeypatch):
+    first, _ = load_checkpoint(checkpoints["dmf"])
+    torch.manual_seed(1)
+    second = on_first_trunk([first, build_model(first.config)])[1]
+    save_checkpoint(tmp_path / "second.pt", second, second.config, data="synthetic")
+    members = [Recognizer.load(path, "cpu") for path in (checkpoints["dmf"], tmp_path / "second.pt")]
+    ensemble = Recognizer.load(f"{checkpoints['dmf']}+{tmp_path / 'second.pt'}", "cpu")
+    for recognizer in (ensemble, *members):  # several windows, each with context
+        monkeypatch.setattr(recognizer, "window_frames", WINDOW)
+        monkeypatch.setattr(recognizer, "context_frames", CONTEXT)
+    emitted = ensemble.log_probs(media["long"], "av")
+    alone = [member.log_probs(media["long"], "av") for member in members]
+    assert emitted.log_probs.shape == (2, *alone[0].log_probs.shape)
+    for index, member in enumerate(alone):
+        torch.testing.assert_close(emitted.log_probs[index], member.log_probs)
+        np.testing.assert_array_equal(emitted.frames, member.frames)
+    decoder = Decoder()
+    voted = vote([decoder(member.log_probs, member.breaks) for member in alone])
+    assert ensemble.transcribe(media["long"], beam=1).text == voted.text
 
 
 def test_a_pause_cuts_the_recording_and_no_word_crosses_it(recognizer, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.config import ModelConfig
+from models.dmf import AVSRModel
 from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
 
 CROP = 16  # pixels: mouth crop side of the tiny models
@@ -27,3 +28,14 @@ def random_inputs(lengths: list[int], seed: int = 0, crop_size: int = CROP) -> t
                         generator=generator)
     video = torch.rand(len(lengths), frames, crop_size, crop_size, generator=generator)
     return audio, video, torch.tensor(lengths)
+
+
+def on_first_trunk(models: list[AVSRModel]) -> list[AVSRModel]:
+    """`models`, each given the first one's visual trunk (all of its front end but the projection),
+    as models trained with `--init-visual` of one model share it: members of one ensemble."""
+    frontend = models[0].video_frontend
+    projection = f"trunk.{len(frontend.trunk) - 1}."
+    trunk = {key: value for key, value in frontend.state_dict().items() if not key.startswith(projection)}
+    for model in models[1:]:
+        model.video_frontend.load_state_dict(trunk, strict=False)
+    return models
