@@ -23,7 +23,7 @@ import numpy as np
 from avsr import load_model
 from avsr.compare import compare
 from avsr.output import HEAD_LABELS, to_vtt
-from avsr.transcribe import TranscribeOptions, babble_pool
+from avsr.transcribe import DEFAULT_MODEL, TranscribeOptions, babble_pool
 from data.grid import MANIFEST_NAME, grid_dir
 from data.noise import BABBLE, BUILTIN_KINDS
 from models.decoding import DEFAULT_BEAM_SIZE
@@ -55,8 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to serve on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
-    parser.add_argument("--model", default="dmf", metavar="NAME|CKPT",
-                        help="the model selected at first: a bundled one or a checkpoint file (default: dmf)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CKPT",
+                        help="the model selected at first: a bundled one, a checkpoint file, or several "
+                        "joined with '+' (default: %(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     grid = grid_dir()
     parser.add_argument("--babble-pool", type=Path, metavar="MANIFEST",

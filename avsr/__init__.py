@@ -1,7 +1,7 @@
 """Audiovisual speech recognition with Dense Multimodal Fusion: lips and voice, robust to noise.
 
     import avsr
-    model = avsr.load_model()  # the bundled DMF model
+    model = avsr.load_model()  # the bundled DMF models, voting
     result = model.transcribe("clip.mp4")
     print(result.text, [(word.word, word.start, word.end) for word in result.words])
 
@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["load_model"]
 
 
-def load_model(name: str | Path = "dmf", device: str | None = None) -> Recognizer:
-    """A bundled model by name (dmf, early, late, audio, video) or a checkpoint file, ready to
-    transcribe; on `device` ("cpu" or "cuda"; default: CUDA if available)."""
-    from avsr.transcribe import Recognizer
+def load_model(name: str | Path | None = None, device: str | None = None) -> Recognizer:
+    """A bundled model by name (dmf, early, late, audio, video, dmf-ensemble), a checkpoint file or
+    an ensemble of them ("a+b+c"), ready to transcribe; on `device` ("cpu" or "cuda"; default: CUDA
+    if available). None: `avsr.transcribe.DEFAULT_MODEL`, five DMF models voting."""
+    from avsr.transcribe import DEFAULT_MODEL, Recognizer
 
-    return Recognizer.load(name, device)
+    return Recognizer.load(DEFAULT_MODEL if name is None else name, device)

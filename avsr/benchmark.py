@@ -63,10 +63,10 @@ from data.noise import (
     load_noise,
     noise_conditions,
 )
-from models.checkpoint import BUNDLED_MODELS
 from models.config import Modality
 from models.decoding import Decoder
 from models.dmf import HEAD_INPUTS
+from models.ensemble import BUNDLED_NAMES
 from models.inputs import crop, pixels
 from models.precision import autocast
 from models.tokenizer import normalize
@@ -94,7 +94,7 @@ LINE_STYLES: dict[Modality, tuple[str, str]] = {"av": ("-", "o"), "audio": ("--"
 class BenchmarkConfig:
     """What to recognise, under which conditions, and how."""
 
-    models: tuple[str, ...] = BUNDLED_MODELS  # bundled names or checkpoint paths; rows keep them as given
+    models: tuple[str, ...] = BUNDLED_NAMES  # bundled names or checkpoint paths; rows keep them as given
     modalities: tuple[Modality, ...] = MODALITIES  # picked among each model's heads (see `benchmarked_heads`)
     noises: tuple[NoiseKind, ...] = (BABBLE, WHITE)  # built-in kinds, or noise files or folders
     snrs: tuple[float | None, ...] = (None, 20.0, 15.0, 10.0, 5.0, 0.0, -5.0, -10.0)  # dB; None: clean

@@ -27,7 +27,14 @@ from avsr.benchmark import (
 )
 from avsr.output import FORMATS, as_dict, output_path, write
 from avsr.train import add_train_arguments, main_from_args, split
-from avsr.transcribe import TranscribeOptions, babble_pool, noise_spec, transcribe_files
+from avsr.transcribe import (
+    DEFAULT_MODEL,
+    LIVE_MODEL,
+    TranscribeOptions,
+    babble_pool,
+    noise_spec,
+    transcribe_files,
+)
 from data.grid import DEV_SIZE, MANIFEST_NAME, grid_dir
 from data.manifest import ManifestError, atomic_write, read_manifest
 from data.noise import BABBLE, KINDS_HELP, parse_noise, parse_snr
@@ -173,11 +180,13 @@ def _train(args: argparse.Namespace) -> int:
         return 1
 
 
-def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --device, --clip-norm, --beam and --no-lm/--lm: how `transcribe` and `live` recognise."""
-    parser.add_argument("--model", default="dmf", metavar="NAME|CKPT",
+def _add_recognizer_options(parser: argparse.ArgumentParser, model: str) -> None:
+    """--model (default `model`), --device, --clip-norm, --beam and --no-lm/--lm: how `transcribe`
+    and `live` recognise."""
+    parser.add_argument("--model", default=model, metavar="NAME|CKPT",
                         help=f"a bundled model ({', '.join(BUNDLED_NAMES)}) or a checkpoint file, or "
-                        "several joined with '+', an ensemble whose words are voted on (default: dmf)")
+                        "several joined with '+', an ensemble whose words are voted on (default: "
+                        "%(default)s)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     parser.add_argument("--clip-norm", action=argparse.BooleanOptionalAction, help=CLIP_NORM_HELP)
     parser.add_argument("--beam", type=_positive, default=DEFAULT_BEAM_SIZE, metavar="N",
@@ -203,7 +212,7 @@ def _add_transcribe_parser(commands: argparse._SubParsersAction) -> None:
         "go on; the exit status is 1 if any failed.",
     )
     transcribe.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
-    _add_recognizer_options(transcribe)
+    _add_recognizer_options(transcribe, DEFAULT_MODEL)
     transcribe.add_argument("--modality", choices=get_args(Modality),
                             help="recognise from audio and video, or one of them (default: the model's "
                             "main one, av for dmf)")
@@ -397,7 +406,7 @@ def _add_live_parser(commands: argparse._SubParsersAction) -> None:
     )
     live.add_argument("--source", default="0", metavar="FILE|URL|INDEX",
                       help="a camera index, a video file or a stream URL (default: camera 0)")
-    _add_recognizer_options(live)
+    _add_recognizer_options(live, LIVE_MODEL)
     live.add_argument("--noise", choices=("white", "pink", "babble"),
                       help="noise mixed into the sound at first (keys change it)")
     live.add_argument("--snr", type=float, default=0.0, metavar="DB",

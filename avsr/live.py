@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from avsr.output import HEAD_LABELS, to_srt
-from avsr.transcribe import Recognizer, TranscribeOptions, Transcript, noise_spec
+from avsr.transcribe import LIVE_MODEL, Recognizer, TranscribeOptions, Transcript, noise_spec
 from data.manifest import atomic_write
 from data.noise import BABBLE, BABBLE_TALKERS, CLEAN, NoiseSpec, add_noise
 from models.config import Modality
@@ -104,7 +104,7 @@ class LiveOptions:
     """What `run_live` reads, recognises with, and writes."""
 
     source: str = "0"  # a camera index, a video file or a stream URL
-    model: str = "dmf"  # a bundled model or a checkpoint file
+    model: str = LIVE_MODEL  # a bundled model or a checkpoint file
     device: str | None = None  # "cpu" or "cuda"; None: CUDA if available
     clip_norm: bool | None = None  # each window's own visual statistics (`Recognizer.load`); None: default
     decoding: TranscribeOptions = TranscribeOptions()  # beam and language model (noise: below)

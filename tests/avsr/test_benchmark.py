@@ -388,7 +388,7 @@ def test_cli_parses_lists_and_refuses_bad_ones(corpus, capsys):
     assert parser.parse_args(["benchmark", manifest, "--snr", "-5"]).snr == (-5.0,)
     assert parser.parse_args(["benchmark", manifest, "--snr=-5,-10"]).snr == (-5.0, -10.0)
     assert parser.parse_args(["benchmark", manifest, "--snr", "clean,0,-5"]).snr == (None, 0.0, -5.0)
-    assert parser.parse_args(["benchmark", manifest]).models == BUNDLED_MODELS
+    assert parser.parse_args(["benchmark", manifest]).models == (*BUNDLED_MODELS, "dmf-ensemble")
     for option, value, message in [("--snr", "5,loud", "bad SNR"), ("--noise", "hiss", "unknown noise"),
                                    ("--modality", "av,lips", "unknown modality")]:
         with pytest.raises(SystemExit):

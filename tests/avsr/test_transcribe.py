@@ -14,7 +14,7 @@ import torch
 import avsr
 from avsr import output
 from avsr.augment import speech_span
-from avsr.cli import main
+from avsr.cli import build_parser, main
 from avsr.transcribe import (
     Recognizer,
     TranscribeOptions,
@@ -332,6 +332,12 @@ def test_cli_usage_errors(checkpoints, talking_videos, tmp_path, capsys) -> None
     lm = str(tmp_path / "x.arpa")
     assert main(["transcribe", video, "--model", str(checkpoints["dmf"]), "--lm", lm]) == 1
     assert "x.arpa: no such file" in capsys.readouterr().err
+
+
+def test_transcribe_reads_with_the_bundled_ensemble_and_live_with_one_model() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["transcribe", "clip.mp4"]).model == "dmf-ensemble"
+    assert parser.parse_args(["live"]).model == "dmf"  # one model per window keeps up in real time
 
 
 def test_bundled_model_transcribes_grid_sentences(grid_dir: Path, capsys) -> None:
