@@ -21,7 +21,7 @@ from avsr.transcribe import Recognizer
 from avsr.windows import EDGE_QUIET_FRAMES, Window, edge_padding, edge_pads, pad_streams
 from data.manifest import read_manifest
 from data.noise import BABBLE, BABBLE_TALKERS, WHITE, NoiseSpec, power
-from models.checkpoint import BUNDLED_MODELS, load_checkpoint, save_checkpoint
+from models.checkpoint import BUNDLED_MODELS, save_checkpoint
 from models.decoding import Decoder
 from models.dmf import AVSRModel, build_model
 from models.frontends import VisualFrontEnd
@@ -31,7 +31,7 @@ from preprocessing.audio import SAMPLE_RATE, SAMPLES_PER_VIDEO_FRAME
 from preprocessing.clip import Clip
 from preprocessing.mouth import MOUTH_SIZE
 from tests.media import write_video
-from tests.models.helpers import on_first_trunk, tiny_config
+from tests.models.helpers import save_member, tiny_config
 
 FRAMES = 10  # per clip: 0.4 s
 CLIPS = 8  # babble needs BABBLE_TALKERS others besides each clip
@@ -262,11 +262,7 @@ def test_clean_emissions_are_those_of_each_clip_alone(corpus, models):
 
 
 def test_an_ensemble_emits_its_members_outputs_and_scores_their_vote(corpus, models, config, tmp_path):
-    first, _ = load_checkpoint(models["dmf"])
-    torch.manual_seed(1)
-    second = on_first_trunk([first, build_model(first.config)])[1]
-    save_checkpoint(tmp_path / "second.pt", second, second.config, data="synthetic")
-    members = [models["dmf"], str(tmp_path / "second.pt")]
+    members = [models["dmf"], str(save_member(Path(models["dmf"]), tmp_path / "second.pt"))]
     name = "+".join(members)
     clip_set = load_clip_set(select(read_manifest(corpus[0])), corpus[0].parent, corpus[1], progress=False)
     recognizers = {model: Recognizer.load(model, "cpu") for model in (name, *members)}

@@ -13,6 +13,7 @@ from preprocessing.errors import NoFaceError
 from preprocessing.video import FRAME_SECONDS, VIDEO_FPS
 from tests.conftest import SHORT_CLIP_FRAMES
 from tests.media import astronaut_frames, tone, write_video
+from tests.models.helpers import save_member
 
 GREEDY = TranscribeOptions(beam=1)
 
@@ -53,6 +54,14 @@ def test_a_missing_stream_is_a_note_and_the_other_is_read(recognizer, tmp_path) 
     assert list(faceless.transcripts) == ["audio"] and "the sound alone is heard" in faceless.notes[0]
     with pytest.raises(NoFaceError, match="nothing.mp4"):  # neither a face nor sound
         compare(recognizer, write_video(tmp_path / "nothing.mp4", blank), GREEDY)
+
+
+def test_an_ensemble_reads_each_head_as_transcribe_does(tiny_dmf, talking_videos, tmp_path) -> None:
+    ensemble = Recognizer.load(f"{tiny_dmf}+{save_member(tiny_dmf, tmp_path / 'second.pt')}", "cpu")
+    result = compare(ensemble, talking_videos[0], GREEDY)
+    assert list(result.transcripts) == ["av", "audio", "video"]
+    for head in ("av", "video"):
+        assert result.transcripts[head] == ensemble.transcribe(talking_videos[0], modality=head, beam=1)
 
 
 def test_transcribe_clip_takes_its_noise_mixed_in(recognizer) -> None:

@@ -27,7 +27,7 @@ from avsr.transcribe import (
 from data.grid import alignment_path, dev_split, read_alignment
 from data.manifest import Utterance, read_manifest, write_manifest
 from data.noise import BABBLE_TALKERS
-from models.checkpoint import WEIGHTS_DIR, load_checkpoint, save_checkpoint
+from models.checkpoint import WEIGHTS_DIR, save_checkpoint
 from models.decoding import Decoder
 from models.dmf import build_model
 from models.tokenizer import VOCAB_SIZE
@@ -44,7 +44,7 @@ from preprocessing.errors import (
 from preprocessing.video import FRAME_SECONDS, VIDEO_FPS, iter_frames
 from tests.conftest import SHORT_CLIP_FRAMES
 from tests.media import astronaut_frames, tone, write_video
-from tests.models.helpers import on_first_trunk, tiny_config
+from tests.models.helpers import save_member, tiny_config
 
 LONG_FRAMES = 40  # a "long" video for windows of WINDOW, CONTEXT frames
 WINDOW, CONTEXT = 12, 5
@@ -143,12 +143,9 @@ def test_windows_stitch_to_a_single_pass(recognizer, media, monkeypatch) -> None
 
 
 def test_an_ensemble_stitches_each_members_windows_and_votes(checkpoints, media, tmp_path, monkeypatch):
-    first, _ = load_checkpoint(checkpoints["dmf"])
-    torch.manual_seed(1)
-    second = on_first_trunk([first, build_model(first.config)])[1]
-    save_checkpoint(tmp_path / "second.pt", second, second.config, data="synthetic")
-    members = [Recognizer.load(path, "cpu") for path in (checkpoints["dmf"], tmp_path / "second.pt")]
-    ensemble = Recognizer.load(f"{checkpoints['dmf']}+{tmp_path / 'second.pt'}", "cpu")
+    paths = [checkpoints["dmf"], save_member(checkpoints["dmf"], tmp_path / "second.pt")]
+    members = [Recognizer.load(path, "cpu") for path in paths]
+    ensemble = Recognizer.load("+".join(map(str, paths)), "cpu")
     for recognizer in (ensemble, *members):  # several windows, each with context
         monkeypatch.setattr(recognizer, "window_frames", WINDOW)
         monkeypatch.setattr(recognizer, "context_frames", CONTEXT)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from models.config import ModelConfig
-from models.dmf import AVSRModel
+from models.dmf import AVSRModel, build_model
 from preprocessing.audio import AUDIO_FRAMES_PER_VIDEO_FRAME, N_MELS
 
 CROP = 16  # pixels: mouth crop side of the tiny models
@@ -39,3 +41,15 @@ def on_first_trunk(models: list[AVSRModel]) -> list[AVSRModel]:
     for model in models[1:]:
         model.video_frontend.load_state_dict(trunk, strict=False)
     return models
+
+
+def save_member(source: Path, path: Path, seed: int = 1) -> Path:
+    """A model of the checkpoint `source`'s config, initialised from `seed` but on its visual
+    trunk, saved at `path`: with `source`, an ensemble."""
+    from models.checkpoint import load_checkpoint, save_checkpoint
+
+    first, _ = load_checkpoint(source)
+    torch.manual_seed(seed)
+    member = on_first_trunk([first, build_model(first.config)])[1]
+    save_checkpoint(path, member, member.config, data="synthetic")
+    return path
